@@ -1,0 +1,1 @@
+"""The change audit log: capture, redaction, hash chain, queries and notifications."""

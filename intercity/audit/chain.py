@@ -1,0 +1,127 @@
+"""The hash chain: canonical encoding, the chain-head lock, and verification.
+
+Canonical encoding of an entry (what `hash` covers): a JSON object of the fields in
+HASHED_FIELDS, keys sorted, compact separators (",", ":"), UTF-8, non-ASCII kept as is;
+`created_at` as UTC ISO 8601 with microseconds and a `Z` (2026-01-01T10:00:00.000000Z);
+`diff` as its stored canonical text; `prev_hash` is the previous entry's hash (64 zeros
+for the first). hash = hex SHA-256 of those bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select, text
+
+GENESIS = "0" * 64
+HASHED_FIELDS = (
+    "seq", "created_at", "actor_kind", "actor_user_id", "actor_email", "actor_role", "actor_os_user",
+    "action", "category", "server_id", "server_name", "app_id", "app_name", "target_type", "target_id",
+    "target_label", "diff", "request_ip", "request_user_agent", "request_id", "caused_by",
+    "operation_id", "prev_hash",
+)
+# Any constant: the advisory lock that serialises writers of the chain head on PostgreSQL.
+CHAIN_LOCK_ID = 7_270_001
+
+
+def canonical_json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(entry: dict) -> bytes:
+    fields = {name: entry.get(name) for name in HASHED_FIELDS}
+    fields["created_at"] = timestamp(fields["created_at"])
+    return canonical_json(fields).encode("utf-8")
+
+
+def compute_hash(entry: dict) -> str:
+    return hashlib.sha256(canonical(entry)).hexdigest()
+
+
+def lock_head(connection) -> tuple[int, str]:
+    """Take the chain lock for this transaction and return the head (seq, hash).
+
+    PostgreSQL: a transaction-scoped advisory lock, released by commit or rollback.
+    SQLite: the transaction becomes a BEGIN IMMEDIATE write transaction, which holds the write lock.
+    """
+    from intercity.database import begin_writing
+
+    begin_writing(connection)
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CHAIN_LOCK_ID})
+    return head(connection)
+
+
+def head(connection) -> tuple[int, str]:
+    from intercity.models import AuditEntry
+
+    row = connection.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    count: int
+    head_seq: int
+    head_hash: str
+    problem: str | None = None
+    bad_seq: int | None = None
+
+    @property
+    def head(self) -> str:
+        return f"{self.head_seq}:{self.head_hash}"
+
+
+def verify(connection, *, start_seq: int = 0, start_hash: str = GENESIS, expect_head: tuple[int, str] | None = None,
+           batch: int = 5000) -> VerifyResult:
+    """Walk the chain by seq from (start_seq, start_hash) and report the first break."""
+    from intercity.models import AuditEntry
+
+    columns = [getattr(AuditEntry, name) for name in HASHED_FIELDS] + [AuditEntry.hash, AuditEntry.id]
+    expected_seq, prev_hash, count = start_seq, start_hash, 0
+    expected_head_seen = expect_head is None or expect_head[0] <= start_seq
+    while True:
+        rows = connection.execute(
+            select(*columns).where(AuditEntry.seq > expected_seq).order_by(AuditEntry.seq).limit(batch)
+        ).mappings().all()
+        if not rows:
+            break
+        for row in rows:
+            expected_seq += 1
+            if row["seq"] != expected_seq:
+                return VerifyResult(False, count, expected_seq - 1, prev_hash,
+                                    f"entry {expected_seq} is missing (the next one is {row['seq']}): "
+                                    "entries were removed", expected_seq)
+            if row["prev_hash"] != prev_hash:
+                return VerifyResult(False, count, expected_seq - 1, prev_hash,
+                                    f"entry {row['seq']} does not follow entry {row['seq'] - 1}: "
+                                    "entries were removed or reordered", row["seq"])
+            if compute_hash(row) != row["hash"]:
+                return VerifyResult(False, count, expected_seq - 1, prev_hash,
+                                    f"entry {row['seq']} (id {row['id']}) was altered: its hash does not match its content",
+                                    row["seq"])
+            if expect_head and row["seq"] == expect_head[0]:
+                if row["hash"] != expect_head[1]:
+                    return VerifyResult(False, count, row["seq"], row["hash"],
+                                        f"entry {row['seq']} is not the entry of the expected head", row["seq"])
+                expected_head_seen = True
+            prev_hash = row["hash"]
+            count += 1
+    result = VerifyResult(True, count, expected_seq, prev_hash)
+    if not expected_head_seen:
+        result.ok = False
+        result.problem = (f"the log ends at entry {expected_seq}, before the expected head {expect_head[0]}: "
+                          "the newest entries were removed")
+        result.bad_seq = expected_seq + 1
+    return result

@@ -1,0 +1,8 @@
+"""Blueprints, one per area of the panel."""
+
+
+def register_blueprints(app) -> None:
+    from intercity.blueprints import audit, auth, health, home, servers, setup
+
+    for module in (auth, health, home, setup, servers, audit):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,45 @@
+"""First run: create the first admin, then this page is gone."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, session, url_for
+from flask_login import login_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import EqualTo, InputRequired
+
+from intercity.extensions import db
+from intercity.services import users
+from intercity.validation import ValidationError
+from intercity.web import first_run
+
+bp = Blueprint("setup", __name__)
+
+
+class SetupForm(FlaskForm):
+    email = EmailField("Your email", validators=[InputRequired()])
+    password = PasswordField("Password", validators=[InputRequired()])
+    confirm = PasswordField("Repeat the password", validators=[InputRequired(), EqualTo("password", "The passwords differ.")])
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    if not first_run():
+        abort(404)
+    form = SetupForm()
+    if form.validate_on_submit():
+        try:
+            admin = users.create_first_admin(form.email.data, form.password.data)
+        except ValidationError as error:
+            db.session.rollback()
+            getattr(form, error.field or "email").errors.append(error.message)
+        else:
+            if admin is None:
+                db.session.rollback()
+                abort(404)
+            db.session.commit()
+            session.clear()
+            login_user(admin)
+            session.permanent = True
+            flash(f"Welcome. You are the first admin, {admin.email}. Add a server to begin.", "success")
+            return redirect(url_for("home.index"))
+    return render_template("setup/setup.html", form=form)

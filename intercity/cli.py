@@ -1,0 +1,128 @@
+"""The `intercity` command: the app's Flask CLI plus the panel's own commands."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from intercity.config import ConfigError
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _create(email: str, role: str, password_stdin: bool) -> None:
+    from intercity.audit.actor import Actor, acting_as
+    from intercity.extensions import db
+    from intercity.services import users
+    from intercity.validation import ValidationError
+
+    password = _read_password(password_stdin)
+    with acting_as(Actor.system("cli")):
+        try:
+            user = users.create_user(email, password, role)
+            db.session.commit()
+        except ValidationError as error:
+            db.session.rollback()
+            raise click.ClickException(error.message) from None
+    click.echo(f"Created {user.role} {user.email}.")
+
+
+@click.command("create-admin")
+@click.option("--email", required=True, help="The admin's email address.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_admin(email, password_stdin):
+    """Create an admin account."""
+    _require_database()
+    _create(email, "admin", password_stdin)
+
+
+@click.command("create-user")
+@click.option("--email", required=True, help="The user's email address.")
+@click.option("--role", type=click.Choice(["admin", "member", "viewer"]), default="member", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_user(email, role, password_stdin):
+    """Create a user with a role."""
+    _require_database()
+    _create(email, role, password_stdin)
+
+
+@click.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
+def run(host, port):
+    """Serve the panel (development server; use gunicorn for a team)."""
+    _require_database()
+    from intercity.jobs import runner
+
+    app = current_app._get_current_object()
+    runner.recover_after_restart()
+    click.echo(f"Intercity on http://{host}:{port}/  (jobs: {'in this process' if app.config['JOBS_IN_PROCESS'] else 'RQ workers'})")
+    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+
+
+def _require_database() -> None:
+    from intercity import database
+    from intercity.extensions import db
+
+    state, detail = database.state(db.engine)
+    if state != "ok":
+        raise click.ClickException(detail)
+
+
+@click.group("audit")
+def audit_group():
+    """Verify and export the audit log."""
+
+
+@audit_group.command("verify")
+@click.option("--expect-head", metavar="SEQ:HASH", help="Also fail when the log no longer contains this head.")
+@with_appcontext
+def audit_verify(expect_head):
+    """Walk the hash chain; exit 0 with the head, non-zero naming the first broken entry."""
+    _require_database()
+    from intercity.audit import chain
+    from intercity.extensions import db
+
+    expected = None
+    if expect_head:
+        try:
+            seq, digest = expect_head.split(":", 1)
+            expected = (int(seq), digest.strip().lower())
+        except ValueError:
+            raise click.BadParameter("use SEQ:HASH, as `intercity audit verify` prints it", param_hint="--expect-head")
+    with db.engine.connect() as connection:
+        result = chain.verify(connection, expect_head=expected)
+    if result.ok:
+        click.echo(f"OK: {result.count} entries verified; head {result.head}")
+        return
+    click.echo(f"FAILED: {result.problem} (verified {result.count} entries before it)", err=True)
+    sys.exit(1)
+
+
+COMMANDS = [create_admin, create_user, run, audit_group]
+
+
+def register(app) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def main() -> None:
+    from intercity import create_app
+
+    try:
+        app = create_app()
+    except ConfigError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
+    FlaskGroup(create_app=lambda: app, add_default_commands=False, add_version_option=False,
+               load_dotenv=False, set_debug_flag=False).main(prog_name="intercity")

@@ -1,0 +1,113 @@
+"""Settings read from the environment, with keys generated into the instance folder on first start."""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message names it and what to do."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+ENVIRONMENTS = {"development", "production", "test"}
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value: use true or false.")
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number.") from None
+
+
+def _instance_secret(instance_path: Path, filename: str) -> str:
+    """Read a key kept in the instance folder, creating it (mode 0600) on first start."""
+    path = instance_path / filename
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once must not write two different keys.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load(instance_path: str, overrides: dict | None = None) -> dict:
+    """Build the Flask config from the environment; `overrides` (tests) win over both."""
+    overrides = dict(overrides or {})
+    env = os.environ.get("INTERCITY_ENV", "development").strip().lower() or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"INTERCITY_ENV={env!r} is unknown: use one of {', '.join(sorted(ENVIRONMENTS))}.")
+    instance = Path(instance_path)
+
+    secret_key = overrides.pop("SECRET_KEY", None) or os.environ.get("SECRET_KEY")
+    encryption_key = overrides.pop("INTERCITY_ENCRYPTION_KEY", None) or os.environ.get("INTERCITY_ENCRYPTION_KEY")
+    if env == "production":
+        missing = [name for name, value in (("SECRET_KEY", secret_key), ("INTERCITY_ENCRYPTION_KEY", encryption_key)) if not value]
+        if missing:
+            raise ConfigError(
+                "INTERCITY_ENV=production needs " + " and ".join(missing) + " set in the environment "
+                "(generate each with: python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+                "and kept safe: without the encryption key, server keys and env values cannot be read."
+            )
+    secret_key = secret_key or _instance_secret(instance, "secret_key")
+    encryption_key = encryption_key or _instance_secret(instance, "encryption_key")
+    if len(encryption_key) < 32:
+        raise ConfigError("INTERCITY_ENCRYPTION_KEY must be at least 32 characters long.")
+
+    redis_url = os.environ.get("REDIS_URL") or None
+    config = {
+        "INTERCITY_ENV": env,
+        "SECRET_KEY": secret_key,
+        "INTERCITY_ENCRYPTION_KEY": encryption_key,
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'intercity.sqlite'}",
+        "REDIS_URL": redis_url,
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI") or redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", "localhost"),
+        "MAIL_PORT": _int("MAIL_PORT", 25),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_USE_TLS": _flag("MAIL_USE_TLS", False),
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "intercity@localhost"),
+        "INTERCITY_BASE_URL": os.environ.get("INTERCITY_BASE_URL", "http://127.0.0.1:5000"),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int("INTERCITY_SESSION_HOURS", 12)),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+        "REMEMBER_COOKIE_DURATION": timedelta(days=14),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Dokku layer: how long to wait for a server, and how often to retry a flaky network.
+        "SSH_CONNECT_TIMEOUT": _int("INTERCITY_SSH_CONNECT_TIMEOUT", 10),
+        "SSH_COMMAND_TIMEOUT": _int("INTERCITY_SSH_COMMAND_TIMEOUT", 600),
+        "SSH_RETRIES": _int("INTERCITY_SSH_RETRIES", 2),
+        # Without Redis, one supervised thread of this process runs the jobs.
+        "JOBS_IN_PROCESS": redis_url is None,
+        "JOBS_QUEUE": os.environ.get("INTERCITY_QUEUE", "intercity"),
+    }
+    config.update(overrides)
+    return config

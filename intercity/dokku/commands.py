@@ -1,0 +1,261 @@
+"""Typed, validated Dokku command builders: argv for the server, a redacted form for people."""
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+from dataclasses import dataclass
+
+from intercity import validation
+from intercity.validation import ValidationError
+
+REDACTED = "[redacted]"
+# sshd hands the whole command line to the login shell as one argument, and Linux caps a
+# single argument at 128 KiB (MAX_ARG_STRLEN); stay well below it.
+MAX_COMMAND_LINE = 100 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """One dokku invocation: what runs, what people see, and which secrets it carries."""
+
+    argv: tuple[str, ...]
+    display: tuple[str, ...]
+    kind: str
+    app: str | None = None
+    stdin: bytes | None = None
+    secrets: tuple[str, ...] = ()
+
+    def remote_line(self, sudo: bool) -> str:
+        line = " ".join(shlex.quote(arg) for arg in self.argv)
+        # -n: fail at once instead of waiting for a password nobody will type.
+        return f"sudo -n {line}" if sudo else line
+
+
+def _command(kind: str, *args: str, app: str | None = None, stdin: bytes | None = None) -> Command:
+    argv = ("dokku", *args)
+    return Command(argv=argv, display=argv, kind=kind, app=app, stdin=stdin)
+
+
+def _format(json_format: bool) -> tuple[str, ...]:
+    return ("--format", "json") if json_format else ()
+
+
+def _existing_app(app: str) -> str:
+    # Apps imported from a server may predate Dokku's stricter naming rule.
+    return validation.app_name(app, legacy=True)
+
+
+def _domains(domains: list[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(validation.domain(d) for d in domains))
+    if not cleaned:
+        raise ValidationError("Enter at least one domain.", "domain")
+    return cleaned
+
+
+# --- version -------------------------------------------------------------------------
+
+_VERSION = re.compile(r"(?<![\d.])v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True, order=True)
+class DokkuVersion:
+    major: int
+    minor: int
+    patch: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> DokkuVersion:
+        """Read `dokku version 0.38.27`, `v0.30.1` or `0.30.0-rc1`; ValueError otherwise."""
+        match = _VERSION.search(text or "")
+        if not match:
+            raise ValueError("no Dokku version number found")
+        major, minor, patch = match.groups()
+        return cls(int(major), int(minor), int(patch or 0))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def supported(self) -> bool:
+        return self >= MINIMUM
+
+    @property
+    def json_apps_list(self) -> bool:
+        return self >= DokkuVersion(0, 38, 21)
+
+    @property
+    def json_domains_report(self) -> bool:
+        return self >= DokkuVersion(0, 38, 0)
+
+
+MINIMUM = DokkuVersion(0, 30, 0)
+
+
+def version() -> Command:
+    return _command("version", "version")
+
+
+# --- apps ----------------------------------------------------------------------------
+
+
+def apps_list(json_format: bool) -> Command:
+    return _command("apps:list", "apps:list", *_format(json_format))
+
+
+def apps_create(app: str) -> Command:
+    app = validation.app_name(app)
+    return _command("apps:create", "apps:create", app, app=app)
+
+
+def apps_destroy(app: str) -> Command:
+    app = _existing_app(app)
+    # Without --force Dokku prompts for the app name on stdin.
+    return _command("apps:destroy", "--force", "apps:destroy", app, app=app)
+
+
+def apps_report(app: str, json_format: bool) -> Command:
+    app = _existing_app(app)
+    return _command("apps:report", "apps:report", app, *_format(json_format), app=app)
+
+
+# --- config --------------------------------------------------------------------------
+
+
+def _encode(value: str) -> str:
+    return base64.b64encode(value.encode("utf-8")).decode("ascii")
+
+
+def config_set(app: str, pairs: dict[str, str], restart: bool) -> list[Command]:
+    """Set variables with values base64-encoded; split so no command line exceeds the limit.
+
+    Every call but the last is `--no-restart`, so the app restarts at most once, with all values.
+    """
+    app = _existing_app(app)
+    if not pairs:
+        raise ValidationError("Enter at least one variable.", "key")
+    encoded: dict[str, tuple[str, str]] = {}
+    for key, value in pairs.items():
+        # Checked for None and NUL only: the value is sent exactly as given so that the
+        # read-back compares like with like.
+        validation.env_value(value)
+        key = validation.env_key(key)
+        encoded[key] = (value, f"{key}={_encode(value)}")
+
+    prefix = ("--quiet", "config:set", "--encoded", "--no-restart", app)
+    base = len(_command("config:set", *prefix).remote_line(sudo=True).encode())
+    chunks: list[list[str]] = [[]]
+    size = base
+    for key in sorted(encoded):
+        arg_size = 1 + len(shlex.quote(encoded[key][1]))
+        if base + arg_size > MAX_COMMAND_LINE:
+            raise ValidationError(
+                f"The value of {key} is too large to send to Dokku (at most about 75 KB per value).", "value"
+            )
+        if size + arg_size > MAX_COMMAND_LINE:
+            chunks.append([])
+            size = base
+        chunks[-1].append(key)
+        size += arg_size
+
+    commands = []
+    for index, keys in enumerate(chunks):
+        last = index == len(chunks) - 1
+        head = ("dokku", "--quiet", "config:set", "--encoded")
+        if not (last and restart):
+            head += ("--no-restart",)
+        head += (app,)
+        commands.append(
+            Command(
+                argv=head + tuple(encoded[k][1] for k in keys),
+                display=head + tuple(f"{k}={REDACTED}" for k in keys),
+                kind="config:set",
+                app=app,
+                # Empty values would make a redactor match everywhere; they reveal nothing.
+                secrets=tuple(dict.fromkeys(encoded[k][0] for k in keys if encoded[k][0])),
+            )
+        )
+    return commands
+
+
+def config_unset(app: str, keys: list[str], restart: bool) -> Command:
+    app = _existing_app(app)
+    names = sorted({validation.env_key(k) for k in keys})
+    if not names:
+        raise ValidationError("Choose at least one variable to remove.", "key")
+    flags = () if restart else ("--no-restart",)
+    return _command("config:unset", "--quiet", "config:unset", *flags, app, *names, app=app)
+
+
+def config_export_json(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("config:export", "config:export", app, "--format", "json", app=app)
+
+
+# --- domains -------------------------------------------------------------------------
+
+
+def domains_add(app: str, domains: list[str]) -> Command:
+    app = _existing_app(app)
+    return _command("domains:add", "domains:add", app, *_domains(domains), app=app)
+
+
+def domains_set(app: str, domains: list[str]) -> Command:
+    app = _existing_app(app)
+    return _command("domains:set", "domains:set", app, *_domains(domains), app=app)
+
+
+def domains_clear(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("domains:clear", "domains:clear", app, app=app)
+
+
+def domains_remove_safely(app: str, current: list[str], remove: str) -> Command:
+    """Remove one domain by setting the rest: `domains:remove` treats its argument as a regex."""
+    target = validation.domain(remove)
+    remaining = [d for d in current if d.strip().lower() != target]
+    return domains_set(app, remaining) if remaining else domains_clear(app)
+
+
+def domains_report(app: str, json_format: bool) -> Command:
+    app = _existing_app(app)
+    return _command("domains:report", "domains:report", app, *_format(json_format), app=app)
+
+
+# --- ssh keys ------------------------------------------------------------------------
+
+
+def ssh_keys_add(name: str, public_key_line: str) -> Command:
+    name = validation.deploy_key_name(name)
+    key = validation.public_key(public_key_line)
+    # Dokku reads the first line of stdin when stdin is a pipe.
+    return _command("ssh-keys:add", "ssh-keys:add", name, stdin=(key.line + "\n").encode())
+
+
+def ssh_keys_remove(name: str) -> Command:
+    return _command("ssh-keys:remove", "ssh-keys:remove", validation.deploy_key_name(name))
+
+
+def ssh_keys_remove_fingerprint(fingerprint: str) -> Command:
+    fingerprint = (fingerprint or "").strip()
+    if not validation.FINGERPRINT.match(fingerprint):
+        raise ValidationError("That is not a SHA256 key fingerprint (SHA256:…).", "fingerprint")
+    return _command("ssh-keys:remove", "ssh-keys:remove", "--fingerprint", fingerprint)
+
+
+def ssh_keys_list(json_format: bool) -> Command:
+    # ssh-keys:list only recognises --format as its first argument.
+    return _command("ssh-keys:list", "ssh-keys:list", *_format(json_format))
+
+
+# --- ps ------------------------------------------------------------------------------
+
+
+def ps_restart(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("ps:restart", "ps:restart", app, app=app)
+
+
+def ps_report(app: str, json_format: bool) -> Command:
+    app = _existing_app(app)
+    return _command("ps:report", "ps:report", app, *_format(json_format), app=app)

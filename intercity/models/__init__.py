@@ -1,0 +1,11 @@
+"""The data model: one module per aggregate."""
+from intercity.models.user import User, ROLES
+from intercity.models.server import Server, DeployKey
+from intercity.models.app import App, EnvVar, Domain
+from intercity.models.operation import Operation, CommandRun
+from intercity.models.audit import AuditEntry, AuditCheckpoint
+
+__all__ = [
+    "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
+    "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
+]

@@ -1,0 +1,107 @@
+"""Apps on a server, with their environment variables and domains (the desired state)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from intercity import crypto
+from intercity.audit.rules import AuditRule, Scope
+from intercity.extensions import db
+from intercity.models.base import UTCDateTime, audited, utcnow
+
+
+def _app_scope(app: "App") -> Scope:
+    return Scope(server_id=app.server_id, server_name=app.server.name, app_id=app.id, app_name=app.name)
+
+
+class App(db.Model):
+    __tablename__ = "apps"
+    __table_args__ = (UniqueConstraint("server_id", "name"),)
+    __audit__ = AuditRule(
+        name="app",
+        category="app",
+        label=lambda a: a.name,
+        scope=_app_scope,
+        # Status follows operations (creating, destroying); the request itself is the entry.
+        ignore=frozenset({"created_at", "updated_at", "status"}),
+        parent="server",
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = audited(ForeignKey("servers.id"))
+    name: Mapped[str] = audited(String(255))
+    imported: Mapped[bool] = audited(default=False)
+    status: Mapped[str] = mapped_column(String(24), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    server = relationship("Server", back_populates="apps")
+    env_vars = relationship("EnvVar", back_populates="app", cascade="all, delete-orphan", order_by="EnvVar.key")
+    domains = relationship("Domain", back_populates="app", cascade="all, delete-orphan", order_by="Domain.hostname")
+
+    def __repr__(self) -> str:
+        return f"<App {self.name}>"
+
+
+class EnvVar(db.Model):
+    __tablename__ = "env_vars"
+    __table_args__ = (UniqueConstraint("app_id", "key"),)
+    __audit__ = AuditRule(
+        name="env_var",
+        category="security",
+        label=lambda e: e.key,
+        scope=lambda e: _app_scope(e.app),
+        secret=frozenset({"value_encrypted"}),
+        parent="app",
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = audited(ForeignKey("apps.id"))
+    key: Mapped[str] = audited(String(255))
+    value_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # A keyed fingerprint: the audit log shows that a value changed without showing it.
+    value_fingerprint: Mapped[str] = audited(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    app = relationship("App", back_populates="env_vars")
+
+    @property
+    def value(self) -> str:
+        return crypto.decrypt(self.value_encrypted)
+
+    @value.setter
+    def value(self, plaintext: str) -> None:
+        fingerprint = crypto.fingerprint(plaintext)
+        if fingerprint == self.value_fingerprint:
+            return  # same value: leave the row clean so no entry is written
+        self.value_encrypted = crypto.encrypt(plaintext)
+        self.value_fingerprint = fingerprint
+
+    def __repr__(self) -> str:
+        return f"<EnvVar {self.key}>"
+
+
+class Domain(db.Model):
+    __tablename__ = "domains"
+    __table_args__ = (UniqueConstraint("app_id", "hostname"),)
+    __audit__ = AuditRule(
+        name="domain",
+        category="app",
+        label=lambda d: d.hostname,
+        scope=lambda d: _app_scope(d.app),
+        parent="app",
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = audited(ForeignKey("apps.id"))
+    hostname: Mapped[str] = audited(String(253))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    app = relationship("App", back_populates="domains")
+
+    def __repr__(self) -> str:
+        return f"<Domain {self.hostname}>"

@@ -1,0 +1,85 @@
+"""Audit entries (append-only, hash-chained) and verified checkpoints of the chain."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from intercity.extensions import db
+from intercity.models.base import UTCDateTime, utcnow
+
+
+class AuditEntry(db.Model):
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_entries_category_seq", "category", "seq"),
+        Index("ix_audit_entries_server_seq", "server_name", "seq"),
+        Index("ix_audit_entries_app_seq", "server_name", "app_name", "seq"),
+        Index("ix_audit_entries_app_id_seq", "app_id", "seq"),
+        Index("ix_audit_entries_server_id_seq", "server_id", "seq"),
+        Index("ix_audit_entries_actor_seq", "actor_email", "seq"),
+        Index("ix_audit_entries_action_seq", "action", "seq"),
+        Index("ix_audit_entries_operation", "operation_id"),
+        Index("ix_audit_entries_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who: a person, or a system actor (worker, scheduler, cli) and the person it acts for.
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_user_id: Mapped[int | None] = mapped_column(Integer)
+    actor_email: Mapped[str | None] = mapped_column(String(254))
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    actor_os_user: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[int | None] = mapped_column(Integer)
+    server_name: Mapped[str | None] = mapped_column(String(63))
+    app_id: Mapped[int | None] = mapped_column(Integer)
+    app_name: Mapped[str | None] = mapped_column(String(255))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    target_label: Mapped[str | None] = mapped_column(String(255))
+    # Canonical JSON text {field: [old, new]}; text, not JSONB, so the hashed bytes survive.
+    diff: Mapped[str] = mapped_column(Text, default="{}")
+    request_ip: Mapped[str | None] = mapped_column(String(64))
+    request_user_agent: Mapped[str | None] = mapped_column(String(512))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # Set on a child's entry when its parent's deletion removed it, e.g. "app:12".
+    caused_by: Mapped[str | None] = mapped_column(String(64))
+    operation_id: Mapped[int | None] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    @property
+    def changes(self) -> dict:
+        return json.loads(self.diff or "{}")
+
+    @property
+    def actor_display(self) -> str:
+        who = self.actor_email or self.actor_os_user or "someone"
+        if self.actor_kind == "user":
+            return who
+        if self.actor_email:
+            return f"{self.actor_kind} on behalf of {self.actor_email}"
+        if self.actor_os_user:
+            return f"{self.actor_kind} ({self.actor_os_user})"
+        return self.actor_kind
+
+    def __repr__(self) -> str:
+        return f"<AuditEntry {self.seq} {self.action}>"
+
+
+class AuditCheckpoint(db.Model):
+    """A chain position verified earlier, so the next verification starts there."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,157 @@
+"""Work to do on a server (an Operation) and the record of each command it ran (a CommandRun)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from intercity.audit.rules import AuditRule, Scope
+from intercity.extensions import db
+from intercity.models.base import UTCDateTime, utcnow
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What an operation kind means: its category, how it reads, and whether it is a request of its own."""
+
+    category: str
+    title: str
+    # Set when the operation stands for a request that no row change records (restart, destroy, import).
+    request_action: str | None = None
+    app_level: bool = True
+
+
+KINDS: dict[str, Kind] = {
+    "server.check": Kind("server", "test the connection", "server.connection_test_requested", app_level=False),
+    "server.import": Kind("app", "import apps", "server.import_requested", app_level=False),
+    "deploy_keys.apply": Kind("security", "apply deploy keys", app_level=False),
+    "app.create": Kind("app", "create the app"),
+    "app.destroy": Kind("app", "destroy the app", "app.destroy_requested"),
+    "app.restart": Kind("app", "restart the app", "app.restart_requested"),
+    "env.apply": Kind("security", "apply environment variables"),
+    "domains.apply": Kind("app", "apply domains"),
+}
+
+PENDING = ("queued", "running")
+FINAL = ("succeeded", "failed")
+
+
+def _classify_operation(op: "Operation", verb: str, diff: dict):
+    # Status changes are not entries; only creating a request of its own (or a retry) is.
+    if verb != "created":
+        return None
+    if op.retry_of_id is not None:
+        return "operation.retry_requested", op.category
+    action = op.kind_info.request_action
+    return (action, op.category) if action else None
+
+
+class Operation(db.Model):
+    __tablename__ = "operations"
+    __table_args__ = (
+        Index("ix_operations_scope_status", "scope", "status", "id"),
+        Index("ix_operations_status_created", "status", "created_at"),
+    )
+    __audit__ = AuditRule(
+        name="operation",
+        category="app",
+        label=lambda op: op.title,
+        scope=lambda op: Scope(op.server_id, op.server_name, op.app_id, op.app_name),
+        ignore=frozenset({"created_at", "updated_at", "status", "attempts", "reason", "warnings",
+                          "started_at", "finished_at", "heartbeat_at"}),
+        classify=_classify_operation,
+        bulk_ok=True,  # status bookkeeping is not audited
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(16))
+    # Copied ids and names without foreign keys: an operation outlives its server and app.
+    server_id: Mapped[int | None] = mapped_column(Integer)
+    server_name: Mapped[str | None] = mapped_column(String(63))
+    app_id: Mapped[int | None] = mapped_column(Integer)
+    app_name: Mapped[str | None] = mapped_column(String(255))
+    # The queue key: operations with the same scope are applied one at a time, oldest first.
+    scope: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    requested_by_id: Mapped[int | None] = mapped_column(Integer)
+    requested_by_email: Mapped[str | None] = mapped_column(String(254))
+    requested_by_role: Mapped[str | None] = mapped_column(String(16))
+    retry_of_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    command_runs = relationship("CommandRun", back_populates="operation", order_by="CommandRun.position")
+
+    @property
+    def kind_info(self) -> Kind:
+        return KINDS[self.kind]
+
+    @property
+    def title(self) -> str:
+        target = self.app_name or self.server_name or ""
+        return f"{self.kind_info.title} ({target})" if target else self.kind_info.title
+
+    @property
+    def data(self) -> dict:
+        return json.loads(self.payload or "{}")
+
+    @property
+    def warning_list(self) -> list[str]:
+        return json.loads(self.warnings or "[]")
+
+    @property
+    def pending(self) -> bool:
+        return self.status in PENDING
+
+    @property
+    def outcome(self) -> str:
+        """What people see: pending, applied or failed."""
+        return {"succeeded": "applied", "failed": "failed"}.get(self.status, "pending")
+
+    @staticmethod
+    def scope_for(server_id: int, app_id: int | None) -> str:
+        return f"app:{app_id}" if app_id is not None else f"server:{server_id}"
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.id} {self.kind} {self.status}>"
+
+
+class CommandRun(db.Model):
+    """One command an operation ran; append-only (the database rejects UPDATE and DELETE)."""
+
+    __tablename__ = "command_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operation_id: Mapped[int] = mapped_column(ForeignKey("operations.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    server_name: Mapped[str | None] = mapped_column(String(63))
+    # argv as shown to people: values replaced by [redacted].
+    argv: Mapped[str] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    # Why the command has no exit code: timeout, connection lost, refused before it ran.
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    operation = relationship("Operation", back_populates="command_runs")
+
+    @property
+    def argv_list(self) -> list[str]:
+        return json.loads(self.argv)
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)

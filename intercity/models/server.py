@@ -1,0 +1,122 @@
+"""Servers running Dokku, the panel's key pair for each, and the deploy keys on them."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from intercity import crypto
+from intercity.audit.rules import AuditRule, Scope
+from intercity.extensions import db
+from intercity.models.base import UTCDateTime, audited, utcnow
+
+HOST_KEY_FIELDS = {"host_key_type", "host_key_fingerprint"}
+
+
+def _classify_server(server: "Server", verb: str, diff: dict):
+    # Host key changes are security events; everything else about a server is `server`.
+    if verb == "updated" and HOST_KEY_FIELDS & diff.keys():
+        old = diff.get("host_key_fingerprint", [None])[0]
+        return ("server.host_key_accepted" if old else "server.host_key_pinned"), "security"
+    if verb == "updated" and "public_key" in diff:
+        return "server.key_regenerated", "security"
+    return f"server.{verb}", "server"
+
+
+class Server(db.Model):
+    __tablename__ = "servers"
+    __audit__ = AuditRule(
+        name="server",
+        category="server",
+        label=lambda s: s.name,
+        scope=lambda s: Scope(server_id=s.id, server_name=s.name),
+        secret=frozenset({"private_key_encrypted"}),
+        # Observed state, refreshed by every connection test: not a change anyone made.
+        ignore=frozenset({
+            "created_at", "updated_at", "status", "status_message", "last_checked_at",
+            "dokku_version", "seen_host_key_type", "seen_host_key_fingerprint",
+        }),
+        classify=_classify_server,
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = audited(String(63), unique=True)
+    host: Mapped[str] = audited(String(255))
+    port: Mapped[int] = audited(Integer, default=22)
+    ssh_user: Mapped[str] = audited(String(32), default="root")
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key: Mapped[str] = audited(Text)
+    expected_host_key_fingerprint: Mapped[str | None] = audited(String(80))
+    host_key_type: Mapped[str | None] = audited(String(64))
+    host_key_fingerprint: Mapped[str | None] = audited(String(80))
+    # The key a server presented that did not match the pinned one, kept for an admin to accept.
+    seen_host_key_type: Mapped[str | None] = mapped_column(String(64))
+    seen_host_key_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    dokku_version: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(24), default="new")
+    status_message: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    apps = relationship("App", back_populates="server", cascade="all, delete-orphan", order_by="App.name")
+    deploy_keys = relationship(
+        "DeployKey", back_populates="server", cascade="all, delete-orphan", order_by="DeployKey.name"
+    )
+
+    STATUSES = ("new", "ready", "unreachable", "error", "host_key_mismatch")
+
+    def generate_key_pair(self) -> None:
+        private, public = crypto.generate_ssh_key(f"intercity@{self.name}")
+        self.private_key_encrypted = crypto.encrypt(private)
+        self.public_key = public
+
+    @property
+    def private_key(self) -> str:
+        """The private key in memory only; it is never shown or logged."""
+        return crypto.decrypt(self.private_key_encrypted)
+
+    @property
+    def uses_sudo(self) -> bool:
+        return self.ssh_user != "root"
+
+    @property
+    def public_key_fingerprint(self) -> str:
+        from intercity.validation import public_key
+
+        return public_key(self.public_key).fingerprint
+
+    def __repr__(self) -> str:
+        return f"<Server {self.name}>"
+
+
+class DeployKey(db.Model):
+    __tablename__ = "deploy_keys"
+    __table_args__ = (UniqueConstraint("server_id", "name"),)
+    __audit__ = AuditRule(
+        name="deploy_key",
+        category="security",
+        label=lambda k: k.name,
+        scope=lambda k: Scope(server_id=k.server_id, server_name=k.server.name),
+        # The public key itself is not secret, but the fingerprint is how people tell keys apart.
+        ignore=frozenset({"created_at", "updated_at", "public_key"}),
+        parent="server",
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = audited(ForeignKey("servers.id"))
+    name: Mapped[str] = audited(String(255))
+    public_key: Mapped[str] = audited(Text)
+    key_type: Mapped[str] = audited(String(64))
+    fingerprint: Mapped[str] = audited(String(80))
+    # Keys found on the server keep the name Dokku lists, which Dokku never validated.
+    adopted: Mapped[bool] = audited(default=False)
+    added_by_email: Mapped[str | None] = audited(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    server = relationship("Server", back_populates="deploy_keys")
+
+    def __repr__(self) -> str:
+        return f"<DeployKey {self.name} {self.fingerprint}>"

@@ -1,0 +1,231 @@
+"""Validation rules for names, keys, hostnames and SSH keys: one place per rule, used by forms and services."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+APP_NAME_NEW = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+# Dokku still accepts underscores in apps created before it tightened the rule.
+APP_NAME_LEGACY = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Dokku lowercases a domain, then accepts `_` or this pattern.
+DOMAIN = re.compile(r"^[a-z0-9.*-]*[a-z0-9*-]$")
+DEPLOY_KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+
+SSH_KEY_TYPES = {
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+}
+
+
+class ValidationError(ValueError):
+    """A value a person typed breaks a rule; `field` says which input it belongs next to."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def app_name(name: str, *, legacy: bool = False) -> str:
+    """Return the app name if Dokku accepts it; legacy names only for apps imported from a server."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("Enter an app name.", "name")
+    pattern = APP_NAME_LEGACY if legacy else APP_NAME_NEW
+    if not pattern.match(name):
+        raise ValidationError(
+            "App names must begin with a lowercase letter or digit and may only contain "
+            "lowercase letters, digits, dots and hyphens.",
+            "name",
+        )
+    return name
+
+
+def env_key(key: str) -> str:
+    key = (key or "").strip()
+    if not key:
+        raise ValidationError("Enter a variable name.", "key")
+    if not ENV_KEY.match(key):
+        raise ValidationError(
+            f"Invalid key name '{key}': use letters, digits and underscores, not starting with a digit.",
+            "key",
+        )
+    return key
+
+
+def env_value(value: str) -> str:
+    """Normalise a value typed into a browser: CRLF line breaks become LF."""
+    if value is None:
+        raise ValidationError("Enter a value.", "value")
+    value = value.replace("\r\n", "\n")
+    if "\x00" in value:
+        raise ValidationError("Values cannot contain NUL bytes.", "value")
+    return value
+
+
+def domain(hostname: str) -> str:
+    """Return the hostname as Dokku stores it (lowercased) if Dokku accepts it."""
+    value = (hostname or "").strip().lower()
+    if not value:
+        raise ValidationError("Enter a domain.", "domain")
+    if value != "_" and not DOMAIN.match(value):
+        raise ValidationError(
+            f"{value} is not a valid domain: use letters, digits, dots, hyphens and * only, "
+            "without a scheme or path.",
+            "domain",
+        )
+    return value
+
+
+def deploy_key_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("Enter a name for the key.", "name")
+    if not DEPLOY_KEY_NAME.match(name):
+        raise ValidationError("Key names may only contain letters, digits, hyphens and underscores.", "name")
+    return name
+
+
+def server_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError("Enter a name for the server.", "name")
+    if not SERVER_NAME.match(name):
+        raise ValidationError(
+            "Server names start with a letter or digit and may contain letters, digits, dots, "
+            "hyphens and underscores (at most 63 characters).",
+            "name",
+        )
+    return name
+
+
+def host(value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError("Enter the server's hostname or IP address.", "host")
+    m = IPV4.match(value)
+    if m and all(0 <= int(part) <= 255 for part in m.groups()):
+        return value
+    if ":" in value:
+        import ipaddress
+
+        try:
+            return str(ipaddress.IPv6Address(value.strip("[]")))
+        except ValueError:
+            pass
+    elif HOSTNAME.match(value) and not IPV4.match(value):
+        return value.lower()
+    raise ValidationError(f"{value} is not a hostname or IP address.", "host")
+
+
+def port(value) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError("The SSH port must be a number.", "port") from None
+    if not 1 <= number <= 65535:
+        raise ValidationError("The SSH port must be between 1 and 65535.", "port")
+    return number
+
+
+def ssh_user(value: str) -> str:
+    value = (value or "").strip() or "root"
+    if value == "dokku":
+        raise ValidationError(
+            "The dokku user cannot be used: its forced command cannot run sudo and it cannot "
+            "manage deploy keys. Use root, or a user with passwordless sudo for dokku.",
+            "ssh_user",
+        )
+    if not UNIX_USER.match(value):
+        raise ValidationError(f"{value} is not a valid Unix user name.", "ssh_user")
+    return value
+
+
+def host_key_fingerprint(value: str | None) -> str | None:
+    """An expected host key fingerprint pasted by a person, as `SHA256:...` (optional)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not value.startswith("SHA256:"):
+        value = "SHA256:" + value
+    value = value.rstrip("=")
+    if not FINGERPRINT.match(value):
+        raise ValidationError(
+            "Paste the SHA256 fingerprint as `ssh-keygen -lf` prints it, e.g. SHA256:abc…", "host_key_fingerprint"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """An OpenSSH public key line, parsed."""
+
+    key_type: str
+    blob: bytes
+    comment: str
+
+    @property
+    def fingerprint(self) -> str:
+        return sha256_fingerprint(self.blob)
+
+    @property
+    def line(self) -> str:
+        text = f"{self.key_type} {base64.b64encode(self.blob).decode()}"
+        return f"{text} {self.comment}" if self.comment else text
+
+
+def sha256_fingerprint(blob: bytes) -> str:
+    """The fingerprint `ssh-keygen -lf` prints: SHA256 and unpadded base64."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def public_key(text: str) -> PublicKey:
+    """Parse one OpenSSH public key line; reject private keys, several keys and options."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError("Paste a public key.", "public_key")
+    if "PRIVATE KEY" in text:
+        raise ValidationError(
+            "That is a private key. Paste the public key (the .pub file) and keep the private key secret.",
+            "public_key",
+        )
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise ValidationError("Paste exactly one public key, on one line.", "public_key")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES:
+        raise ValidationError(
+            "This is not an OpenSSH public key: it should start with ssh-ed25519, ssh-rsa or ecdsa-sha2-….",
+            "public_key",
+        )
+    key_type, encoded = parts[0], parts[1]
+    comment = parts[2].strip() if len(parts) == 3 else ""
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        embedded_type = blob[4 : 4 + length].decode("ascii")
+    except (ValueError, struct.error, UnicodeDecodeError):
+        raise ValidationError("The key data is not valid base64 of an SSH key.", "public_key") from None
+    if embedded_type != key_type:
+        raise ValidationError("The key data does not match its type; it may be truncated.", "public_key")
+    if key_type == "ssh-ed25519" and len(blob) != 51:
+        raise ValidationError("The key data is truncated or has extra bytes.", "public_key")
+    if key_type == "ssh-rsa" and len(blob) < 200:
+        raise ValidationError("RSA keys shorter than 1024 bits are refused.", "public_key")
+    if "\n" in comment or "\r" in comment:
+        raise ValidationError("Paste exactly one public key, on one line.", "public_key")
+    return PublicKey(key_type, blob, comment)
