@@ -2,7 +2,7 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import audit, auth, health, home, servers, setup
+    from intercity.blueprints import apps, audit, auth, health, home, servers, setup
 
-    for module in (auth, health, home, setup, servers, audit):
+    for module in (auth, health, home, setup, servers, apps, audit):
         app.register_blueprint(module.bp)

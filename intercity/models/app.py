@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from intercity import crypto
@@ -25,7 +25,7 @@ class App(db.Model):
         label=lambda a: a.name,
         scope=_app_scope,
         # Status follows operations (creating, destroying); the request itself is the entry.
-        ignore=frozenset({"created_at", "updated_at", "status"}),
+        ignore=frozenset({"created_at", "updated_at", "status", "ps_status", "ps_checked_at"}),
         parent="server",
     )
 
@@ -34,6 +34,9 @@ class App(db.Model):
     name: Mapped[str] = audited(String(255))
     imported: Mapped[bool] = audited(default=False)
     status: Mapped[str] = mapped_column(String(24), default="active")
+    # What `ps:report` last said (JSON: deployed, running, processes), refreshed by operations.
+    ps_status: Mapped[str | None] = mapped_column(Text)
+    ps_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

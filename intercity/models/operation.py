@@ -33,6 +33,9 @@ KINDS: dict[str, Kind] = {
     "app.restart": Kind("app", "restart the app", "app.restart_requested"),
     "env.apply": Kind("security", "apply environment variables"),
     "domains.apply": Kind("app", "apply domains"),
+    # Reads that refresh observed state (ps:report, ssh-keys:list): no request entry of their own.
+    "app.refresh": Kind("app", "refresh the app's status"),
+    "server.refresh_keys": Kind("security", "read the deploy keys on the server", app_level=False),
 }
 
 PENDING = ("queued", "running")

@@ -35,7 +35,8 @@ class Server(db.Model):
         # Observed state, refreshed by every connection test: not a change anyone made.
         ignore=frozenset({
             "created_at", "updated_at", "status", "status_message", "last_checked_at",
-            "dokku_version", "seen_host_key_type", "seen_host_key_fingerprint",
+            "dokku_version", "seen_host_key_type", "seen_host_key_fingerprint", "remote_keys",
+            "remote_keys_checked_at",
         }),
         classify=_classify_server,
     )
@@ -57,6 +58,9 @@ class Server(db.Model):
     status: Mapped[str] = mapped_column(String(24), default="new")
     status_message: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Deploy keys as `ssh-keys:list` last showed them (JSON list of {name, fingerprint, public_key}).
+    remote_keys: Mapped[str | None] = mapped_column(Text)
+    remote_keys_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -111,6 +111,8 @@ def upgrade():
     sa.Column('status', sa.String(length=24), nullable=False),
     sa.Column('status_message', sa.Text(), nullable=True),
     sa.Column('last_checked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('remote_keys', sa.Text(), nullable=True),
+    sa.Column('remote_keys_checked_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_servers')),
@@ -134,6 +136,8 @@ def upgrade():
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('imported', sa.Boolean(), nullable=False),
     sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('ps_status', sa.Text(), nullable=True),
+    sa.Column('ps_checked_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['server_id'], ['servers.id'], name=op.f('fk_apps_server_id_servers')),
@@ -195,6 +199,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_env_vars')),
     sa.UniqueConstraint('app_id', 'key', name=op.f('uq_env_vars_app_id'))
     )
+    # ### end Alembic commands ###
     create_append_only_triggers()
 
 

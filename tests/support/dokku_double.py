@@ -316,7 +316,7 @@ def godotenv_parse(src: bytes) -> tuple[dict[str, bytes], str | None]:
             if char in b"=:":
                 key, offset = src_k[:index], index + 1
                 break
-            if char == ord("_") or chr(char).isalpha() or chr(char).isdigit() or char == ord("."):
+            if char == ord("_") or chr(char).isalpha() or chr(char).isnumeric() or char == ord("."):
                 continue
             return out, f"unexpected character {chr(char)!r} in variable name near {src_k!r}"
         if not src_k:
@@ -335,7 +335,7 @@ def godotenv_parse(src: bytes) -> tuple[dict[str, bytes], str | None]:
             line = rest[:end_of_line].decode("utf-8", "replace")
             end_of_var = len(line)
             for i in range(end_of_var - 1, 0, -1):
-                if line[i] == "#" and line[i - 1].encode() in _GODOTENV_SPACE:
+                if line[i] == "#" and line[i - 1] in _GODOTENV_SPACE.decode("latin-1"):
                     end_of_var = i
                     break
             value = line[:end_of_var].strip(_GODOTENV_SPACE.decode("latin-1")).encode()
@@ -786,15 +786,14 @@ def ucfirst(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def run_report(ctx: Context, report_type: str, args: list[str], collect, *,
-               legacy_keys: bool, json_since: str | None = None) -> None:
+def run_report(ctx: Context, report_type: str, args: list[str], collect, *, legacy_keys: bool) -> None:
     """apps:report, ps:report and (Go era) domains:report."""
     console = ctx.console
     output_format, info_flags, positional = "stdout", [], []
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--format" and (json_since is None or ctx.since(json_since)):
+        if arg == "--format":
             output_format = args[i + 1] if i + 1 < len(args) else ""
             i += 2
             continue
@@ -870,7 +869,7 @@ def cmd_apps_list(ctx: Context, args: list[str]) -> None:
         ctx.console.out(go_json(apps))
         return
     if output_format != "stdout":
-        ctx.console.fail(f"Invalid format specified, supported formats: json, stdout")
+        ctx.console.fail("Invalid format specified, supported formats: json, stdout")
     ctx.console.info2("My Apps", quiet_able=True)
     for app in apps:
         ctx.console.out(app)
