@@ -62,10 +62,19 @@ lets ssh-keys:add/remove run without root; ``DOKKU_QUIET_OUTPUT``,
 ``SSHCOMMAND_CHECK_DUPLICATE_NAME`` and ``SSHCOMMAND_CHECK_DUPLICATE_FINGERPRINT``
 behave as in Dokku.
 
-Known simplifications: no deploys, plugins, containers or nginx; only the
-subcommands dispatched in ``COMMANDS`` exist; ``domains:clear`` does not run
-Dokku's vhost setup; ``--force`` after the subcommand is only understood by
-apps:destroy (as in Dokku, Go subcommands reject unknown flags with exit 2).
+Version-dependent behaviour (from ``VERSION``): ``apps:list --format`` exists
+from 0.38.21 (before, pflag rejects it: exit 2); ``domains:report`` uses the
+Go report format from 0.38.22 and the bash ``printf "%-30s %-25s"`` one before,
+and accepts ``--format json`` from 0.38.0; ``ps:restart`` writes its stderr to
+stdout from 0.38.0.
+
+Known simplifications: no deploys, plugins, containers or nginx (restarts
+print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
+``domains:clear`` does not run Dokku's vhost setup; ``--force`` after the
+subcommand is only understood by apps:destroy (as in Dokku, Go subcommands
+reject unknown flags with exit 2). sed/grep regexes (domains:remove,
+ssh-keys:remove, the duplicate-name check) are translated from POSIX BREs;
+the texts of sed's and jq's error messages are approximations.
 """
 
 from __future__ import annotations
@@ -186,12 +195,12 @@ def go_json(value) -> str:
 
 
 def go_text(value: bytes) -> str:
-    """Bytes as Go would print them: invalid UTF-8 replaced (json) ..."""
+    """A value for encoding/json, which replaces invalid UTF-8 with U+FFFD."""
     return value.decode("utf-8", "replace")
 
 
 def raw_text(value: bytes) -> str:
-    """... or kept byte for byte when written to a stream."""
+    """A value as text that encodes back to the same bytes."""
     return value.decode("utf-8", "surrogateescape")
 
 
@@ -1481,8 +1490,6 @@ def _deploy_output(ctx: Context, app: str) -> None:
 
 def cmd_ps_restart(ctx: Context, args: list[str]) -> None:
     flags, positional = parse_flags(ctx, args, bools=("all",), strings=("parallel",))
-    if ctx.since("0.38.0"):
-        ctx.console.merge_stderr = True
     if flags["all"]:
         if positional:
             ctx.console.fail("Unable to restart all apps when specifying a process name")
@@ -1491,6 +1498,10 @@ def cmd_ps_restart(ctx: Context, args: list[str]) -> None:
         app = positional[0] if positional else ""
         ctx.verify_app(app)
         apps = [app]
+    # The build-log capture (which merges the streams) starts after the
+    # argument and app checks.
+    if ctx.since("0.38.0"):
+        ctx.console.merge_stderr = True
     for app in apps:
         if not ctx.state.deployed(app):
             ctx.console.warn(f"App {app} has not been deployed")
