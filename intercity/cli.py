@@ -66,7 +66,9 @@ def run(host, port):
     app = current_app._get_current_object()
     runner.recover_after_restart()
     click.echo(f"Intercity on http://{host}:{port}/  (jobs: {'in this process' if app.config['JOBS_IN_PROCESS'] else 'RQ workers'})")
-    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 def _require_database() -> None:
