@@ -1,16 +1,255 @@
-"""The audit timeline: everything, per server and per app; permalinks, print and export."""
-from flask import Blueprint, render_template
-from flask_login import login_required
-from sqlalchemy import select
+"""The audit timeline: everything, per server and per app; permalinks, print, export and verification."""
+from __future__ import annotations
 
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, stream_template,
+                   stream_with_context, url_for)
+from flask_login import current_user, login_required
+from sqlalchemy import func, not_, select
+
+from intercity.audit import export, integrity, query, timeline
+from intercity.audit.capture import record_event
+from intercity.audit.query import Filter, QueryError
 from intercity.extensions import db
 from intercity.models import AuditEntry
+from intercity.models.base import utcnow
+from intercity.web import htmx, render, require_role
 
 bp = Blueprint("audit", __name__)
+# Entries a print view fetches and renders at a time; the page itself is streamed.
+PRINT_BATCH = 500
 
 
-@bp.get("/audit")
+@bp.app_template_global("audit_recent")
+def audit_recent(server_id=None, app_name=None, limit=10):
+    """For audit/_recent.html: the latest rows of a server or app."""
+    return timeline.recent(server_id=server_id, app_name=app_name, limit=limit)
+
+
+def _scope(server_id: int | None = None, app_name: str | None = None) -> timeline.Scope:
+    if server_id is None:
+        return timeline.Scope()
+    scope = timeline.server_scope(server_id, app_name)
+    if scope is None:
+        abort(404)
+    return scope
+
+
+def _links(scope: timeline.Scope, flt: Filter) -> dict:
+    """Where this view's print, export and chip links go, keeping the filter."""
+    endpoint, view_args = request.endpoint, dict(request.view_args or {})
+
+    def here(**params):
+        return url_for(endpoint, **view_args, **params)
+
+    if scope.kind == "app":
+        print_url = url_for("audit.app_print", server_id=scope.server_id, name=scope.app_name, **flt.args())
+    elif scope.kind == "server":
+        print_url = url_for("audit.server_print", server_id=scope.server_id, **flt.args())
+    else:
+        print_url = url_for("audit.print_view", **flt.args())
+    export_args = Filter(query=_scope_query(scope, flt.query), categories=flt.categories).args()
+    return {
+        "here": here,
+        "print_url": print_url,
+        "csv_url": url_for("audit.export_csv", **export_args),
+        "jsonl_url": url_for("audit.export_jsonl", **export_args),
+    }
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def _scope_query(scope: timeline.Scope, text: str) -> str:
+    """A page's scope as query terms, so its export link carries it."""
+    terms = []
+    if scope.server_name:
+        terms.append(f"server:{_quote(scope.server_name)}")
+    if scope.app_name:
+        terms.append(f"app:{_quote(scope.app_name)}")
+    return " ".join([*terms, text]).strip()
+
+
+def _timeline(scope: timeline.Scope):
+    flt = Filter.from_args(request.args, scope.conditions)
+    before = request.args.get("before", type=int)
+    error, page_rows, older = None, [], None
+    try:
+        page = query.page(db.session, flt.conditions(), before=before)
+    except QueryError as problem:
+        error = problem.message
+    else:
+        page_rows, older = timeline.rows(page.entries), page.older
+    appending = htmx.request and htmx.target == "load-older"
+    previous_day = None
+    if appending and before is not None:
+        # The page continues a list already on screen: repeat no day header.
+        shown = db.session.scalar(select(AuditEntry.created_at).where(AuditEntry.seq == before))
+        previous_day = shown.date() if shown else None
+    context = dict(scope=scope, flt=flt, chips=query.CHIPS, error=error, before=before, older=older,
+                   items=timeline.with_days(page_rows, previous_day), **_links(scope, flt))
+    if appending:
+        response = Response(render_template("audit/_page.html", **context))
+        response.vary.add("HX-Request")
+        return response
+    response = render("audit/timeline.html", "audit/_timeline.html", **context)
+    if error:
+        response.status_code = 422
+    return response
+
+
+@bp.get("/audit", endpoint="timeline")
 @login_required
-def timeline():
-    entries = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(50)).all()
-    return render_template("audit/timeline.html", entries=entries)
+def timeline_view():
+    return _timeline(_scope())
+
+
+@bp.get("/servers/<int:server_id>/audit")
+@login_required
+def server_timeline(server_id: int):
+    return _timeline(_scope(server_id))
+
+
+@bp.get("/servers/<int:server_id>/apps/<name>/audit")
+@login_required
+def app_timeline(server_id: int, name: str):
+    return _timeline(_scope(server_id, name))
+
+
+@bp.get("/audit/<int:entry_id>")
+@login_required
+def entry(entry_id: int):
+    found = db.get_or_404(AuditEntry, entry_id)
+    row = timeline.row_for(found)
+    if htmx.request:
+        # Pending rows poll this until their operation ends; the final row carries no trigger.
+        template = "audit/_recent_row.html" if request.args.get("view") == "recent" else "audit/_entry_row.html"
+        return render("audit/entry.html", template, row=row)
+    return render("audit/entry.html", row=row)
+
+
+# -- print ---------------------------------------------------------------------------------------
+
+def _print(scope: timeline.Scope):
+    flt = Filter.from_args(request.args, scope.conditions)
+    try:
+        conditions = flt.conditions()
+    except QueryError as problem:
+        return render_template("audit/print.html", scope=scope, flt=flt, error=problem.message, items=[],
+                               stats=None, check=None, now=utcnow(), printed_by=current_user.email), 422
+    shown = [*conditions, not_(query.folded())]
+    stats = db.session.execute(
+        select(func.count(AuditEntry.id), func.min(AuditEntry.created_at), func.max(AuditEntry.created_at))
+        .where(*shown)
+    ).one()
+    check = integrity.verify()
+    db.session.commit()  # keep the new checkpoint: the next print starts there
+    # Read now: the page is streamed after this request's session is gone.
+    printed_by = current_user.email
+
+    def items():
+        # One ordered query read in chunks (a server-side cursor on PostgreSQL): constant memory, and the
+        # scope's rows are found once instead of once per batch.
+        result = db.session.execute(
+            select(AuditEntry).where(*shown).order_by(AuditEntry.seq).execution_options(yield_per=PRINT_BATCH))
+        previous_day = None
+        for batch in result.scalars().partitions():
+            for label, row in timeline.with_days(timeline.rows(batch), previous_day):
+                previous_day = row.day
+                yield label, row
+
+    return Response(stream_with_context(_buffered(stream_template(
+        "audit/print.html", scope=scope, flt=flt, error=None, items=items(), stats=stats, check=check, now=utcnow(),
+        printed_by=printed_by))))
+
+
+def _buffered(chunks, size: int = 64 * 1024):
+    """Jinja streams every template statement as a chunk: send them in blocks of about `size` characters."""
+    block, length = [], 0
+    for chunk in chunks:
+        block.append(chunk)
+        length += len(chunk)
+        if length >= size:
+            yield "".join(block)
+            block, length = [], 0
+    if block:
+        yield "".join(block)
+
+
+@bp.get("/audit/print")
+@login_required
+def print_view():
+    return _print(_scope())
+
+
+@bp.get("/servers/<int:server_id>/audit/print")
+@login_required
+def server_print(server_id: int):
+    return _print(_scope(server_id))
+
+
+@bp.get("/servers/<int:server_id>/apps/<name>/audit/print")
+@login_required
+def app_print(server_id: int, name: str):
+    return _print(_scope(server_id, name))
+
+
+# -- export --------------------------------------------------------------------------------------
+
+def _export(fmt: str):
+    flt = Filter.from_args(request.args)
+    try:
+        conditions = flt.conditions()
+    except QueryError as problem:
+        return Response(f"Cannot export: {problem.message}\n", status=422, mimetype="text/plain")
+    description = flt.describe()
+    export.record(db.session, fmt, description)
+    db.session.commit()
+    filename = f"intercity-audit{'-filtered' if description else ''}.{fmt}"
+    response = Response(stream_with_context(export.lines(db.session, fmt, conditions, description)),
+                        mimetype=export.MEDIA_TYPES[fmt].split(";")[0])
+    response.headers["Content-Type"] = export.MEDIA_TYPES[fmt]
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/audit/export.csv")
+@login_required
+def export_csv():
+    return _export("csv")
+
+
+@bp.get("/audit/export.jsonl")
+@login_required
+def export_jsonl():
+    return _export("jsonl")
+
+
+# -- verification ----------------------------------------------------------------------------------
+
+@bp.post("/audit/verify")
+@require_role("admin")
+def verify():
+    """Verify the chain from the last checkpoint; the result is shown and becomes an entry itself."""
+    check = integrity.verify()
+    if check.ok:
+        record_event(db.session, "audit.verified", target_type="audit_log", target_label="audit log",
+                     diff={"head_seq": [None, check.head_seq], "head_hash": [None, check.head_hash],
+                           "checked": [None, check.checked], "total": [None, check.total]})
+    else:
+        record_event(db.session, "audit.verify_failed", target_type="audit_log", target_label="audit log",
+                     diff={"problem": [None, check.problem], "since_seq": [None, check.since_seq]})
+    db.session.commit()
+    if htmx.request:
+        return render_template("audit/_verify.html", check=check)
+    flash(check.summary, "success" if check.ok else "error")
+    return redirect(request.referrer if _local(request.referrer) else url_for("audit.timeline"))
+
+
+def _local(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return parts.netloc in ("", request.host) and parts.path.startswith("/")

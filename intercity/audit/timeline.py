@@ -1,0 +1,505 @@
+"""Presentation of audit entries: sentences a person would write, outcomes folded in, days, scopes.
+
+The timeline reads entries, joins them with the operations they requested and those
+operations' command runs, and folds the `operation.succeeded/failed` entry into the entry that
+asked for the work. Nothing here writes; `recent()` is what server and app pages call.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from intercity.audit import query
+from intercity.extensions import db
+from intercity.models import AuditEntry, CommandRun, Operation
+
+# What a person sees of a field in a diff; secret values never reach an entry, only fingerprints.
+FIELD_LABELS = {
+    "value_fingerprint": "value",
+    "host_key_fingerprint": "host key",
+    "host_key_type": "host key type",
+    "expected_host_key_fingerprint": "expected host key",
+    "public_key": "panel public key",
+    "ssh_user": "SSH user",
+    "key_type": "key type",
+    "added_by_email": "added by",
+    "password_hash": "password",
+    "private_key_encrypted": "panel private key",
+}
+FINGERPRINT_FIELDS = {"value_fingerprint"}
+REDACTED = "[redacted]"  # what capture writes for a changed secret that has no fingerprint
+# Ids that every child carries; they say nothing a person needs in the diff table.
+HIDDEN_FIELDS = {"app_id", "server_id"}
+CATEGORY_NAMES = {"security": "Security", "app": "Apps", "server": "Servers", "team": "Team"}
+
+
+# -- sentences -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Part:
+    text: str
+    kind: str | None = None  # actor, target, code: how the template emphasises it
+
+
+class Sentence(list):
+    """A list of Parts; str() is the plain sentence."""
+
+    def __str__(self) -> str:
+        return "".join(part.text for part in self)
+
+
+def _actor(entry: AuditEntry) -> list[Part]:
+    if entry.actor_kind == "anonymous":
+        return [Part("Someone", "actor")]
+    if entry.actor_kind != "user" and entry.actor_email:
+        return [Part(entry.actor_kind, "system"), Part(" on behalf of "), Part(entry.actor_email, "actor")]
+    return [Part(entry.actor_display, "actor")]
+
+
+def _app_place(entry: AuditEntry, preposition: str = "on") -> list[Part]:
+    """" on api (prod-1)", " on prod-1" or nothing."""
+    if entry.app_name:
+        parts = [Part(f" {preposition} "), Part(entry.app_name, "target")]
+        if entry.server_name:
+            parts.append(Part(f" ({entry.server_name})"))
+        return parts
+    if entry.server_name:
+        return [Part(f" {preposition} "), Part(entry.server_name, "target")]
+    return []
+
+
+def _server_place(entry: AuditEntry, preposition: str) -> list[Part]:
+    return [Part(f" {preposition} "), Part(entry.server_name, "target")] if entry.server_name else []
+
+
+def _new(changes: dict, key: str):
+    value = changes.get(key)
+    return value[1] if isinstance(value, list) and len(value) == 2 else None
+
+
+def _old(changes: dict, key: str):
+    value = changes.get(key)
+    return value[0] if isinstance(value, list) and len(value) == 2 else None
+
+
+def _label(entry: AuditEntry) -> str:
+    return entry.target_label or entry.target_id or "?"
+
+
+def _op_title(entry: AuditEntry, operation: Operation | None) -> str:
+    if operation is not None and operation.kind in _kinds():
+        return operation.kind_info.title
+    label = entry.target_label or "an operation"
+    return label.split(" (")[0]
+
+
+def _kinds():
+    from intercity.models.operation import KINDS
+
+    return KINDS
+
+
+def _user_update(entry: AuditEntry, changes: dict) -> list[Part]:
+    who = Part(_label(entry), "target")
+    if "role" in changes:
+        return [Part(" changed the role of "), who, Part(f" from {_old(changes, 'role')} to {_new(changes, 'role')}")]
+    if "active" in changes:
+        return [Part(" deactivated " if not _new(changes, "active") else " reactivated "), who]
+    if "email" in changes:
+        return [Part(" changed the email of "), Part(str(_old(changes, "email")), "target"),
+                Part(" to "), Part(str(_new(changes, "email")), "target")]
+    return [Part(" updated user "), who]
+
+
+def _server_created(entry: AuditEntry, changes: dict) -> list[Part]:
+    parts = [Part(" added server "), Part(_label(entry), "target")]
+    host = _new(changes, "host")
+    if host:
+        user, port = _new(changes, "ssh_user") or "root", _new(changes, "port") or 22
+        parts.append(Part(f" ({user}@{host}:{port})"))
+    return parts
+
+
+def _changed_fields(changes: dict) -> str:
+    names = [FIELD_LABELS.get(key, key.replace("_", " ")) for key in sorted(changes) if key not in HIDDEN_FIELDS]
+    return ", ".join(names) if names else "settings"
+
+
+def _event_detail(changes: dict, key: str) -> str | None:
+    value = _new(changes, key)
+    return None if value in (None, "") else str(value)
+
+
+def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Part]:
+    """What the actor did, starting with a space: " set DATABASE_URL on api (prod-1)"."""
+    changes = entry.changes
+    action = entry.action
+    label = Part(_label(entry), "code" if entry.target_type == "env_var" else "target")
+    caused = []
+    if entry.caused_by:
+        parent = entry.caused_by.split(":")[0]
+        caused = [Part(f", with its {parent.replace('_', ' ')}")]
+
+    match action:
+        case "env_var.created":
+            return [Part(" set "), label, *_app_place(entry)]
+        case "env_var.updated":
+            if "key" in changes:
+                return [Part(" renamed "), Part(str(_old(changes, "key")), "code"), Part(" to "), label,
+                        *_app_place(entry)]
+            return [Part(" changed "), label, *_app_place(entry)]
+        case "env_var.deleted":
+            return [Part(" removed "), label, *_app_place(entry, "from"), *caused]
+        case "env_var.revealed":
+            return [Part(" revealed the value of "), label, *_app_place(entry)]
+        case "domain.created":
+            return [Part(" added domain "), label, *_app_place(entry, "to")]
+        case "domain.updated":
+            return [Part(" changed domain "), label, *_app_place(entry)]
+        case "domain.deleted":
+            return [Part(" removed domain "), label, *_app_place(entry, "from"), *caused]
+        case "deploy_key.created":
+            if _new(changes, "adopted"):
+                return [Part(" adopted deploy key "), label, Part(" found"), *_server_place(entry, "on")]
+            return [Part(" added deploy key "), label, *_server_place(entry, "to")]
+        case "deploy_key.updated":
+            return [Part(" changed deploy key "), label, *_server_place(entry, "on")]
+        case "deploy_key.deleted":
+            return [Part(" removed deploy key "), label, *_server_place(entry, "from"), *caused]
+        case "app.created":
+            if _new(changes, "imported"):
+                return [Part(" imported app "), label, *_server_place(entry, "from")]
+            return [Part(" created app "), label, *_server_place(entry, "on")]
+        case "app.updated":
+            if "name" in changes:
+                return [Part(" renamed app "), Part(str(_old(changes, "name")), "target"), Part(" to "), label,
+                        *_server_place(entry, "on")]
+            return [Part(f" changed {_changed_fields(changes)} of app "), label, *_server_place(entry, "on")]
+        case "app.deleted":
+            return [Part(" removed app "), label, *_server_place(entry, "from"), *caused]
+        case "app.destroy_requested":
+            return [Part(" destroyed app "), Part(entry.app_name or _label(entry), "target"),
+                    *_server_place(entry, "on")]
+        case "app.restart_requested":
+            return [Part(" restarted "), Part(entry.app_name or _label(entry), "target"), *_server_place(entry, "on")]
+        case "server.created":
+            return _server_created(entry, changes)
+        case "server.updated":
+            return [Part(f" changed {_changed_fields(changes)} of server "), label]
+        case "server.deleted":
+            return [Part(" removed server "), label, Part(" from the panel (the server itself is untouched)")]
+        case "server.host_key_pinned":
+            fingerprint = _new(changes, "host_key_fingerprint")
+            return [Part(" pinned the host key of "), label, *([Part(" as "), Part(fingerprint, "code")]
+                                                              if fingerprint else [])]
+        case "server.host_key_accepted":
+            parts = [Part(" accepted a new host key for "), label]
+            if _new(changes, "host_key_fingerprint"):
+                parts += [Part(": "), Part(str(_new(changes, "host_key_fingerprint")), "code")]
+            return parts
+        case "server.host_key_mismatch":
+            seen = (_event_detail(changes, "seen_host_key_fingerprint") or _event_detail(changes, "fingerprint")
+                    or _event_detail(changes, "seen"))
+            parts = [Part(" found an unexpected host key on "), Part(entry.server_name or _label(entry), "target")]
+            if seen:
+                parts += [Part(" ("), Part(seen, "code"), Part(")")]
+            return parts + [Part("; work on it is stopped")]
+        case "server.key_regenerated":
+            return [Part(" regenerated the panel's SSH key for "), label]
+        case "server.connection_test_requested":
+            return [Part(" tested the connection to "), Part(entry.server_name or _label(entry), "target")]
+        case "server.import_requested":
+            return [Part(" imported apps from "), Part(entry.server_name or _label(entry), "target")]
+        case "operation.retry_requested":
+            return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
+        case "operation.succeeded" | "operation.failed":
+            return [Part(" ran "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
+        case "user.created":
+            role = _new(changes, "role")
+            return [Part(" added "), label, *([Part(f" as {role}")] if role else [])]
+        case "user.updated":
+            return _user_update(entry, changes)
+        case "user.deleted":
+            return [Part(" removed user "), label]
+        case "user.login":
+            return [Part(" logged in")]
+        case "user.logout":
+            return [Part(" logged out")]
+        case "user.login_failed":
+            return [Part(" failed to log in as "), label]
+        case "audit.exported":
+            fmt = (_event_detail(changes, "format") or "").upper() or "a file"
+            scope = _event_detail(changes, "filter")
+            return [Part(f" exported the audit log as {fmt}"),
+                    Part(f" (filtered: {scope})" if scope else " (everything)")]
+        case "audit.verified":
+            checked = _event_detail(changes, "checked")
+            head = _event_detail(changes, "head_seq")
+            text = " verified the audit chain: intact"
+            if head:
+                text += f" up to entry {head}"
+            if checked is not None:
+                text += f" ({checked} new entries checked)"
+            return [Part(text)]
+        case "audit.verify_failed":
+            problem = _event_detail(changes, "problem")
+            return [Part(" verified the audit chain and found it broken"), *([Part(f": {problem}")] if problem else [])]
+    # An action this module does not know yet still reads as a sentence.
+    noun, _, verb = action.partition(".")
+    verb_text = {"created": "created", "updated": "changed", "deleted": "removed"}.get(verb, verb.replace("_", " "))
+    return [Part(f" {verb_text} {noun.replace('_', ' ')} "), label, *_app_place(entry)]
+
+
+def sentence(entry: AuditEntry, operation: Operation | None = None) -> Sentence:
+    return Sentence([*_actor(entry), *predicate(entry, operation)])
+
+
+# -- rows: an entry with its operation, outcome and command runs ----------------------------------
+
+@dataclass
+class DiffRow:
+    field: str
+    old: str | None
+    new: str | None
+    secret: bool = False
+
+
+@dataclass
+class Run:
+    command: str
+    exit_code: int | None
+    duration_ms: int
+    stdout: str
+    stderr: str
+    error: str | None
+    server_name: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class Row:
+    entry: AuditEntry
+    sentence: Sentence
+    operation: Operation | None = None
+    outcome: str | None = None  # pending, applied, failed
+    outcome_entry: "Outcome | None" = None
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return self.entry.id
+
+    @property
+    def day(self) -> date:
+        return self.entry.created_at.astimezone(timezone.utc).date()
+
+    @property
+    def pending(self) -> bool:
+        return self.outcome == "pending"
+
+    @property
+    def reason(self) -> str | None:
+        if self.operation is not None and self.operation.reason:
+            return self.operation.reason
+        if self.outcome_entry is not None:
+            return _new(self.outcome_entry.changes, "reason")
+        return None
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.operation.warning_list if self.operation is not None else []
+
+    @property
+    def diff(self) -> list[DiffRow]:
+        if self.entry.target_type == "operation":
+            return []  # the request's own fields (kind, scope, payload) say less than its sentence and commands
+        rows = []
+        for key, value in sorted(self.entry.changes.items()):
+            if key in HIDDEN_FIELDS or not isinstance(value, list) or len(value) != 2:
+                continue
+            old, new = value
+            label = FIELD_LABELS.get(key, key.replace("_", " "))
+            if REDACTED in (old, new):
+                # A secret without a fingerprint (password, private key): only that it changed.
+                rows.append(DiffRow(label, None if old is None else "set", "changed", secret=True))
+            elif key in FINGERPRINT_FIELDS:
+                # The value itself is never stored: say it changed and show the keyed fingerprints.
+                rows.append(DiffRow(label, _fingerprint(old), _fingerprint(new), secret=True))
+            else:
+                rows.append(DiffRow(label, _show(old), _show(new)))
+        return rows
+
+    @property
+    def has_details(self) -> bool:
+        return bool(self.diff or self.runs or self.reason or self.warnings or self.entry.request_ip)
+
+    @property
+    def text(self) -> str:
+        return str(self.sentence)
+
+
+def _fingerprint(value) -> str | None:
+    return None if value is None else f"changed · fingerprint {value}"
+
+
+def _show(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _chunks(values: list, size: int = 500):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+@dataclass
+class Outcome:
+    """What the timeline needs of an operation's outcome entry."""
+
+    seq: int
+    action: str
+    diff: str
+
+    @property
+    def changes(self) -> dict:
+        return json.loads(self.diff or "{}")
+
+
+def rows(entries: list[AuditEntry], session=None) -> list[Row]:
+    """Rows for entries, with their operations, outcome entries and command runs (three queries a chunk)."""
+    session = session or db.session
+    operation_ids = sorted({e.operation_id for e in entries if e.operation_id is not None})
+    operations: dict[int, Operation] = {}
+    outcomes: dict[int, Outcome] = {}
+    runs: dict[int, list[Run]] = {}
+    for chunk in _chunks(operation_ids):
+        for op in session.scalars(select(Operation).where(Operation.id.in_(chunk))):
+            operations[op.id] = op
+        # No ORDER BY: it would tempt SQLite into walking the seq index; the newest outcome wins below.
+        for op_id, seq, action, diff in session.execute(
+                select(AuditEntry.operation_id, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
+                .where(AuditEntry.operation_id.in_(chunk), AuditEntry.action.in_(query.OUTCOME_ACTIONS))):
+            if op_id not in outcomes or outcomes[op_id].seq < seq:
+                outcomes[op_id] = Outcome(seq, action, diff)
+        for run in session.scalars(select(CommandRun).where(CommandRun.operation_id.in_(chunk))
+                                   .order_by(CommandRun.operation_id, CommandRun.position)):
+            runs.setdefault(run.operation_id, []).append(Run(
+                _command_text(run.argv_list), run.exit_code, run.duration_ms, run.stdout or "", run.stderr or "",
+                run.error, run.server_name))
+    result = []
+    for entry in entries:
+        op = operations.get(entry.operation_id) if entry.operation_id is not None else None
+        if entry.action in query.OUTCOME_ACTIONS:
+            outcome_entry = Outcome(entry.seq, entry.action, entry.diff)
+        else:
+            outcome_entry = outcomes.get(entry.operation_id)
+        if op is not None:
+            outcome = op.outcome
+        elif outcome_entry is not None:
+            outcome = "applied" if outcome_entry.action == "operation.succeeded" else "failed"
+        else:
+            outcome = None
+        result.append(Row(entry, sentence(entry, op), op, outcome, outcome_entry,
+                          runs.get(entry.operation_id, []) if entry.operation_id is not None else []))
+    return result
+
+
+def _command_text(argv: list[str]) -> str:
+    return shlex.join(argv) if isinstance(argv, list) else str(argv)
+
+
+def row_for(entry: AuditEntry) -> Row:
+    return rows([entry])[0]
+
+
+# -- days ----------------------------------------------------------------------------------------
+
+def day_label(day: date, today: date | None = None) -> str:
+    today = today or datetime.now(timezone.utc).date()
+    if day == today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    text = f"{day:%A}, {day.day} {day:%B}"
+    return text if day.year == today.year else f"{text} {day.year}"
+
+
+def with_days(page_rows: list[Row], previous_day: date | None = None) -> list[tuple[str | None, Row]]:
+    """(day label or None, row) pairs: a label wherever a new UTC day starts."""
+    out = []
+    today = datetime.now(timezone.utc).date()
+    for row in page_rows:
+        if row.day != previous_day:
+            out.append((day_label(row.day, today), row))
+            previous_day = row.day
+        else:
+            out.append((None, row))
+    return out
+
+
+# -- scopes: which entries a page is about ---------------------------------------------------------
+
+@dataclass
+class Scope:
+    """The server or app a timeline is about; names are copied into entries, so they outlive rows."""
+
+    server_id: int | None = None
+    server_name: str | None = None
+    app_name: str | None = None
+    server_exists: bool = True
+
+    @property
+    def conditions(self) -> list:
+        if self.server_id is None:
+            return []
+        if self.app_name is not None:
+            # By name: an app destroyed and created again shows its older history too.
+            return [AuditEntry.server_name == self.server_name, AuditEntry.app_name == self.app_name]
+        if self.server_exists:
+            return [AuditEntry.server_name == self.server_name]
+        return [AuditEntry.server_id == self.server_id]
+
+    @property
+    def title(self) -> str:
+        if self.app_name is not None:
+            return f"{self.app_name} on {self.server_name}"
+        if self.server_name is not None:
+            return self.server_name
+        return "All servers"
+
+    @property
+    def kind(self) -> str:
+        return "app" if self.app_name is not None else ("server" if self.server_id is not None else "all")
+
+
+def server_scope(server_id: int, app_name: str | None = None) -> Scope | None:
+    """The scope of /servers/<id>[/apps/<name>]: the server's name from the panel, or from its entries."""
+    from intercity.models import Server
+
+    server = db.session.get(Server, server_id)
+    if server is not None:
+        return Scope(server.id, server.name, app_name, True)
+    name = db.session.scalar(select(AuditEntry.server_name).where(AuditEntry.server_id == server_id)
+                             .order_by(AuditEntry.seq.desc()).limit(1))
+    if name is None:
+        return None
+    return Scope(server_id, name, app_name, False)
+
+
+def recent(server_id: int | None = None, app_name: str | None = None, limit: int = 10) -> list[Row]:
+    """The latest entries for a server or app page (outcomes folded), newest first."""
+    scope = server_scope(server_id, app_name) if server_id is not None else Scope()
+    if scope is None:
+        return []
+    entries = db.session.scalars(query.entries_statement(scope.conditions, limit=limit)).all()
+    return rows(list(entries))
