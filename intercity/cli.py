@@ -110,6 +110,34 @@ def audit_verify(expect_head):
     sys.exit(1)
 
 
+@audit_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), required=True, help="CSV or JSON Lines.")
+@click.option("--query", "query_text", default="", help='Timeline filter, e.g. "app:api created:>=2026-01-01".')
+@click.option("--category", "categories", multiple=True, type=click.Choice(["security", "app", "server", "team"]),
+              help="Only this category (repeatable), like the timeline's chips.")
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default: stdout).")
+@with_appcontext
+def audit_export(fmt, query_text, categories, output):
+    """Export the audit log with seq, hash, prev_hash and the chain head; the export is itself audited."""
+    _require_database()
+    from intercity.audit import export
+    from intercity.audit.actor import Actor, acting_as
+    from intercity.audit.query import Filter, QueryError
+    from intercity.extensions import db
+
+    flt = Filter(query=query_text.strip(), categories=tuple(categories))
+    try:
+        conditions = flt.conditions()
+    except QueryError as error:
+        raise click.BadParameter(error.message, param_hint="--query") from None
+    with acting_as(Actor.system("cli")):
+        export.record(db.session, fmt, flt.describe())
+        db.session.commit()
+    for chunk in export.lines(db.session, fmt, conditions, flt.describe()):
+        output.write(chunk)
+    output.flush()
+
+
 COMMANDS = [create_admin, create_user, run, audit_group]
 
 
