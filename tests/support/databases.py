@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
+import re
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -42,6 +45,8 @@ def _test_config(url: str) -> dict:
         "SECRET_KEY": "test-secret-key",
         "INTERCITY_ENCRYPTION_KEY": "test-encryption-key-0123456789-abcdefghij",
         "TESTING": True,
+        # Cheap argon2 parameters: hundreds of tests create and log in users.
+        "FAST_PASSWORD_HASHING": True,
     }
 
 
@@ -62,7 +67,11 @@ class PostgresTemplate:
         self.admin = make_url(postgres_admin_url())
         self.prefix = f"ic_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.template = f"{self.prefix}_tpl"
+        # Dropping a database takes longer than creating one: do it beside the tests, not between them.
+        self.drops: queue.Queue[str | None] = queue.Queue()
+        self.dropper = threading.Thread(target=self._drop_loop, name="drop-test-databases", daemon=True)
         try:
+            self._drop_stale()
             self._execute(f'CREATE DATABASE "{self.template}"')
         except psycopg.OperationalError as error:
             raise RuntimeError(
@@ -70,6 +79,20 @@ class PostgresTemplate:
                 "(apt-get install postgresql; pg_ctlcluster 15 main start) or set TEST_DATABASE_URL."
             ) from None
         migrate(self.admin.set(database=self.template).render_as_string(hide_password=False), workdir)
+        self.dropper.start()
+
+    def _drop_stale(self) -> None:
+        """Databases left by an earlier run that was killed (its process is gone)."""
+        with psycopg.connect(_libpq(self.admin), autocommit=True) as connection:
+            names = [row[0] for row in connection.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ic\\_%'")]
+            for name in names:
+                match = re.match(r"ic_(\d+)_", name)
+                if match and not os.path.exists(f"/proc/{match.group(1)}"):
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _drop_loop(self) -> None:
+        while (name := self.drops.get()) is not None:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def _execute(self, sql: str) -> None:
         with psycopg.connect(_libpq(self.admin), autocommit=True) as connection:
@@ -79,9 +102,11 @@ class PostgresTemplate:
         name = f"{self.prefix}_{next(_counter)}"
         self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         url = self.admin.set(database=name).render_as_string(hide_password=False)
-        return url, lambda: self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return url, lambda: self.drops.put(name)
 
     def close(self) -> None:
+        self.drops.put(None)
+        self.dropper.join()
         self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
 
 
