@@ -2,7 +2,7 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import apps, audit, auth, health, home, servers, setup
+    from intercity.blueprints import apps, audit, auth, health, home, operations, servers, setup
 
-    for module in (auth, health, home, setup, servers, apps, audit):
+    for module in (auth, health, home, setup, servers, apps, operations, audit):
         app.register_blueprint(module.bp)

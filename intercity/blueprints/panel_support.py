@@ -1,0 +1,124 @@
+"""What the panel's blueprints share: forms whose validators are the rules in intercity.validation,
+error placement, redirects, and the operations a page region shows."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, request
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import BooleanField, HiddenField, StringField, TextAreaField
+from wtforms import ValidationError as FormError
+
+from intercity import validation
+from intercity.extensions import db
+from intercity.models import Operation
+from intercity.models.operation import FINAL, PENDING
+from intercity.validation import ValidationError
+
+
+def rule(check):
+    """A WTForms validator that applies one rule of intercity.validation (no rule is written twice)."""
+
+    def validator(form, field):
+        try:
+            check(field.data)
+        except ValidationError as error:
+            raise FormError(error.message) from None
+
+    return validator
+
+
+class ServerForm(FlaskForm):
+    name = StringField("Name", validators=[rule(validation.server_name)], id="server-name")
+    host = StringField("Host", validators=[rule(validation.host)], id="server-host")
+    port = StringField("SSH port", default="22", validators=[rule(validation.port)], id="server-port")
+    ssh_user = StringField("SSH user", default="root", validators=[rule(validation.ssh_user)], id="server-ssh-user")
+    host_key_fingerprint = StringField("Expected host key fingerprint (optional)",
+                                       validators=[rule(validation.host_key_fingerprint)],
+                                       id="server-host-key-fingerprint")
+
+
+class ConfirmForm(FlaskForm):
+    confirm = StringField("Type the name to confirm", id="confirm-name")
+
+
+class AppForm(FlaskForm):
+    name = StringField("App name", validators=[rule(validation.app_name)], id="app-name")
+
+
+class EnvVarForm(FlaskForm):
+    key = StringField("Name", validators=[rule(validation.env_key)], id="env-key")
+    value = TextAreaField("Value", id="env-value")
+    restart = BooleanField("Restart the app to apply", default=True, id="env-restart")
+
+
+class EnvEditForm(FlaskForm):
+    value = TextAreaField("New value", id="env-edit-value")
+    restart = BooleanField("Restart the app to apply", default=True, id="env-edit-restart")
+
+
+class EnvPasteForm(FlaskForm):
+    block = TextAreaField("Paste a .env block", id="env-block")
+    restart = BooleanField("Restart the app to apply", default=True, id="env-paste-restart")
+
+
+class DomainForm(FlaskForm):
+    domain = StringField("Domain", validators=[rule(validation.domain)], id="domain-name")
+
+
+class DeployKeyForm(FlaskForm):
+    name = StringField("Name", validators=[rule(validation.deploy_key_name)], id="deploy-key-name")
+    public_key = TextAreaField("Public key", validators=[rule(validation.public_key)], id="deploy-key-public-key")
+    confirmed = HiddenField(default="")
+
+
+def place_error(form, error: ValidationError, fallback: str | None = None) -> None:
+    """Put a service's error next to its field, or at the top of the form when no field fits."""
+    name = error.field if error.field and error.field in form._fields else fallback
+    if name and name in form._fields:
+        field = form[name]
+        field.errors = [*field.errors, error.message]
+    else:
+        form.form_errors.append(error.message)
+
+
+def fail(form, error: ValidationError, fallback: str | None = None) -> None:
+    """Undo the request's changes and show the error: nothing is half-applied."""
+    db.session.rollback()
+    place_error(form, error, fallback)
+
+
+def local_path(target: str | None, default: str) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return default
+
+
+def back(default: str, message: str | None = None, category: str = "success"):
+    """Post/redirect/get; htmx follows the redirect and picks its region from the page."""
+    if message:
+        flash(message, category)
+    return redirect(local_path(request.form.get("next"), default), code=303)
+
+
+def region_operations(kinds, *, server_id: int | None = None, app_id: int | None = None,
+                      max_pending: int = 5) -> list[Operation]:
+    """What a page region shows: its pending operations and the latest finished one, newest first."""
+    query = select(Operation).where(Operation.kind.in_(tuple(kinds)))
+    if app_id is not None:
+        query = query.where(Operation.app_id == app_id)
+    else:
+        query = query.where(Operation.server_id == server_id, Operation.app_id.is_(None))
+    pending = list(db.session.scalars(query.where(Operation.status.in_(PENDING))
+                                      .order_by(Operation.id.desc()).limit(max_pending)))
+    last = db.session.scalar(query.where(Operation.status.in_(FINAL)).order_by(Operation.id.desc()).limit(1))
+    ops = pending + ([last] if last is not None else [])
+    return sorted(ops, key=lambda op: op.id, reverse=True)
+
+
+def recent_timeline(server_id: int, app_name: str | None = None, limit: int = 10):
+    """The recent-timeline rows for a server or app page (built by the timeline's `recent()`)."""
+    from intercity.audit import timeline
+
+    return timeline.recent(server_id, app_name, limit=limit)

@@ -1,0 +1,89 @@
+"""Apps on a server: create, import, destroy, restart and refresh their status."""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from intercity import validation
+from intercity.extensions import db
+from intercity.models import App, Operation, Server
+from intercity.models.operation import PENDING
+from intercity.services.operations import request_operation
+from intercity.services.permissions import require
+from intercity.validation import ValidationError
+
+
+def ensure_usable(app: App) -> None:
+    """Changes to an app that is being destroyed would be lost with it."""
+    if app.status == "destroying":
+        raise ValidationError(f"{app.name} is being destroyed: it cannot be changed any more.", None)
+
+
+def create_app(server: Server, user, *, name: str) -> App:
+    """An App row (the desired state) and an `app.create` operation that runs `apps:create`."""
+    require(user, "member")
+    name = validation.app_name(name)
+    existing = db.session.scalar(select(App).where(App.server_id == server.id, App.name == name))
+    if existing is not None:
+        if existing.status == "destroying":
+            raise ValidationError(f"{name} is still being destroyed on {server.name}. Wait until that finishes.",
+                                  "name")
+        raise ValidationError(f"{server.name} already has an app named {name}.", "name")
+    app = App(server=server, name=name, imported=False, status="active")
+    db.session.add(app)
+    db.session.flush()
+    request_operation("app.create", server=server, app=app, requested_by=user)
+    return app
+
+
+def import_apps(server: Server, user, *, names: list[str] | None = None) -> Operation:
+    """Bring apps that exist on the server but not in the panel in, with their env vars and domains."""
+    require(user, "member")
+    if names is not None:
+        names = [validation.app_name(n, legacy=True) for n in names]
+        if not names:
+            names = None
+    return request_operation("server.import", server=server, payload={"apps": names}, requested_by=user)
+
+
+def destroy_app(app: App, user, *, confirm: str) -> Operation:
+    """Mark the app as being destroyed and run `apps:destroy --force`; the row goes when Dokku confirms."""
+    require(user, "member")
+    if (confirm or "").strip() != app.name:
+        raise ValidationError(f"Type the app's name, {app.name}, to confirm.", "confirm")
+    if app.status == "destroying" and pending_operations(app, kinds=("app.destroy",)):
+        raise ValidationError(f"{app.name} is already being destroyed.", "confirm")
+    app.status = "destroying"
+    return request_operation("app.destroy", server=app.server, app=app, requested_by=user)
+
+
+def restart_app(app: App, user) -> Operation:
+    require(user, "member")
+    ensure_usable(app)
+    return request_operation("app.restart", server=app.server, app=app, requested_by=user)
+
+
+def refresh_app(app: App, user) -> Operation:
+    """Read `ps:report` again; the page shows what it said."""
+    require(user, "member")
+    ensure_usable(app)
+    return request_operation("app.refresh", server=app.server, app=app, requested_by=user)
+
+
+def pending_operations(app: App, kinds: tuple[str, ...] | None = None) -> list[Operation]:
+    query = select(Operation).where(Operation.app_id == app.id, Operation.status.in_(PENDING))
+    if kinds:
+        query = query.where(Operation.kind.in_(kinds))
+    return list(db.session.scalars(query.order_by(Operation.id)))
+
+
+def ps_status(app: App) -> dict | None:
+    """What `ps:report` last said: {deployed, running, processes}, or None before the first refresh."""
+    if not app.ps_status:
+        return None
+    try:
+        data = json.loads(app.ps_status)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

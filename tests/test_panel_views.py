@@ -1,0 +1,636 @@
+"""The panel's pages and forms: every action, errors next to fields, nothing half-applied, live status.
+
+Operations stay queued (a real Redis queue nobody consumes); a test that needs a final state writes
+it as a worker would. test_panel_e2e.py and test_panel_browser.py run the real thing.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from intercity.extensions import db
+from intercity.models import App, DeployKey, Domain, EnvVar, Operation, Server
+from tests.support.builders import make_app, make_server
+from tests.support.panel import ED25519, actions, entries, finish_operation, operations
+from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
+
+pytestmark = pytest.mark.usefixtures("no_worker")
+HTMX = {"HX-Request": "true"}
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def field_error(body: str, field_id: str) -> str:
+    """The error paragraph rendered next to a field (the forms macro gives it the field's id)."""
+    match = re.search(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', body, re.S)
+    assert match, f"no error next to #{field_id}"
+    return match.group(1)
+
+
+def set_env(app, **values):
+    for key, value in values.items():
+        var = EnvVar(app=app, key=key)
+        var.value = value
+        db.session.add(var)
+    db.session.commit()
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+def test_server_list_empty_states_say_what_to_do(client, logged_in, admin, viewer):
+    logged_in(admin)
+    body = text(client.get("/servers"))
+    assert "No servers yet." in body and 'href="/servers/new"' in body and "<title>Servers · Intercity</title>" in body
+    client.post("/logout")
+    logged_in(viewer)
+    body = text(client.get("/servers"))
+    assert "Ask one to add yours" in body and "/servers/new" not in body
+
+
+def test_add_server_errors_sit_next_to_their_fields_and_keep_input(client, logged_in, admin):
+    logged_in(admin)
+    response = client.post("/servers/new", data={"name": "prod 1", "host": "bad host", "port": "x",
+                                                 "ssh_user": "dokku", "host_key_fingerprint": ""})
+    body = text(response)
+    assert response.status_code == 422
+    assert "Server names start" in field_error(body, "server-name")
+    assert "is not a hostname" in field_error(body, "server-host")
+    assert "must be a number" in field_error(body, "server-port")
+    assert "dokku user cannot be used" in field_error(body, "server-ssh-user")
+    assert 'value="bad host"' in body
+    assert count(Server) == 0
+
+
+def test_add_server_then_its_page_shows_how_to_let_the_panel_in(client, logged_in, admin):
+    logged_in(admin)
+    response = client.post("/servers/new", data={"name": "prod-1", "host": "prod-1.example.com", "port": "22",
+                                                 "ssh_user": "intercity-ops", "host_key_fingerprint": ""})
+    server = db.session.scalar(select(Server))
+    assert response.status_code == 303 and response.headers["Location"] == f"/servers/{server.id}"
+    body = text(client.get(f"/servers/{server.id}"))
+    assert "Install the panel&#39;s key on it, then test the connection." in body
+    assert f"restrict {server.public_key}" in body
+    assert 'data-copy="authorized-keys-line"' in body
+    assert "intercity-ops ALL=(root) NOPASSWD: /usr/bin/dokku" in body
+    assert "not connected yet" in body and "Test connection" in body
+    assert "<title>prod-1 · Intercity</title>" in body
+
+
+def test_a_root_server_needs_no_sudoers_line(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server(ssh_user="root")
+    body = text(client.get(f"/servers/{server.id}"))
+    assert f"~root/.ssh/authorized_keys" in body and "NOPASSWD" not in body
+
+
+def test_test_connection_shows_the_operation_inline_polling(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    response = client.post(f"/servers/{server.id}/check")
+    assert response.status_code == 303
+    [op] = operations("server.check")
+    body = text(client.get(response.headers["Location"]))
+    assert f'id="op-{op.id}"' in body
+    fragment = re.search(rf'<div id="op-{op.id}".*?>', body, re.S).group(0)
+    assert 'hx-trigger="every 1s"' in fragment and f'hx-get="/operations/{op.id}"' in fragment
+    assert "Testing the connection" in body
+    assert "server.connection_test_requested" in actions()
+
+
+def test_server_page_after_a_successful_check(client, logged_in, viewer):
+    logged_in(viewer)
+    server = make_server(status="ready", dokku_version="0.38.27", host_key_type="ssh-ed25519",
+                         host_key_fingerprint="SHA256:" + "k" * 43, status_message="Connected as root; Dokku 0.38.27.")
+    body = text(client.get(f"/servers/{server.id}"))
+    assert "0.38.27" in body and "SHA256:" + "k" * 43 in body and "Connected as root" in body
+    assert "Test connection" not in body  # viewers get no buttons
+
+
+def test_host_key_mismatch_panel_shows_both_fingerprints_and_accept_for_admins(client, logged_in, admin, member):
+    old, new = "SHA256:" + "o" * 43, "SHA256:" + "n" * 43
+    server = make_server(status="host_key_mismatch", host_key_type="ssh-ed25519", host_key_fingerprint=old,
+                         seen_host_key_type="ssh-ed25519", seen_host_key_fingerprint=new)
+    logged_in(member)
+    body = text(client.get(f"/servers/{server.id}"))
+    assert "presented a different host key" in body and old in body and new in body
+    assert "Accept the new host key" not in body and "An admin can accept" in body
+    assert client.post(f"/servers/{server.id}/host-key/accept").status_code == 403
+    client.post("/logout")
+    logged_in(admin)
+    body = text(client.get(f"/servers/{server.id}"))
+    assert "Accept the new host key" in body
+    response = client.post(f"/servers/{server.id}/host-key/accept")
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert server.host_key_fingerprint == new and server.seen_host_key_fingerprint is None
+    assert "server.host_key_accepted" in actions() and operations("server.check")
+    # accepting again: nothing to accept, said as a flash
+    body = text(client.post(f"/servers/{server.id}/host-key/accept", follow_redirects=True))
+    assert "nothing to accept" in body
+
+
+def test_remove_server_needs_its_typed_name_and_leaves_the_server_alone(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server(name="prod-1")
+    make_app(server, name="api")
+    page = text(client.get(f"/servers/{server.id}/remove"))
+    assert f"restrict {server.public_key}" in page and "Nothing changes on the server itself" in page
+    response = client.post(f"/servers/{server.id}/remove", data={"confirm": "prod"})
+    assert response.status_code == 422
+    assert "Type the server&#39;s name, prod-1, to confirm." in field_error(text(response), "confirm-name")
+    assert count(Server) == 1 and count(App) == 1
+    response = client.post(f"/servers/{server.id}/remove", data={"confirm": "prod-1"}, follow_redirects=True)
+    body = text(response)
+    assert "prod-1 was removed from the panel. Nothing was changed on the server itself" in body
+    assert count(Server) == 0 and count(App) == 0 and operations() == []
+    assert "server.deleted" in actions()
+
+
+# --- apps --------------------------------------------------------------------------------
+
+
+def test_create_app_goes_to_its_page_with_the_operation(client, logged_in, member):
+    logged_in(member)
+    server = make_server()
+    response = client.post(f"/servers/{server.id}/apps", data={"name": "api"})
+    assert response.status_code == 303 and response.headers["Location"] == f"/servers/{server.id}/apps/api"
+    body = text(client.get(response.headers["Location"]))
+    [op] = operations("app.create")
+    assert f'id="op-{op.id}"' in body and "Create the app" in body
+    assert "1 operation pending on api" in body
+    assert "<title>api on " in body
+
+
+def test_create_app_error_sits_next_to_the_name(client, logged_in, member):
+    logged_in(member)
+    server = make_server()
+    make_app(server, name="api")
+    response = client.post(f"/servers/{server.id}/apps", data={"name": "api"})
+    assert response.status_code == 422
+    assert "already has an app named api" in field_error(text(response), "app-name")
+    response = client.post(f"/servers/{server.id}/apps", data={"name": "My_App"})
+    assert "must begin with a lowercase letter" in field_error(text(response), "app-name")
+    assert count(App) == 1 and operations() == []
+
+
+def test_server_page_lists_apps_with_their_state(client, logged_in, viewer):
+    logged_in(viewer)
+    server = make_server()
+    make_app(server, name="running", ps_status=json.dumps({"deployed": True, "running": True, "processes": 2}))
+    make_app(server, name="fresh", ps_status=json.dumps({"deployed": False, "running": False, "processes": 0}))
+    make_app(server, name="going", status="destroying")
+    failed = make_app(server, name="broken")
+    op = Operation(kind="app.create", category="app", server_id=server.id, server_name=server.name,
+                   app_id=failed.id, app_name="broken", scope=f"app:{failed.id}", payload="{}")
+    db.session.add(op)
+    db.session.commit()
+    finish_operation(op, "failed")
+    body = text(client.get(f"/servers/{server.id}"))
+    for name, state in (("running", "running"), ("fresh", "not deployed"), ("going", "being destroyed"),
+                        ("broken", "creation failed")):
+        row = re.search(rf'>{name}</strong>.*?</tr>', body, re.S).group(0)
+        assert state in row, (name, row)
+    assert "Create app" not in body and "Import apps" not in body
+
+
+def test_empty_apps_list_says_what_to_do(client, logged_in, member):
+    logged_in(member)
+    server = make_server()
+    assert "Create one below, or import the apps that already run on the server." in text(client.get(f"/servers/{server.id}"))
+
+
+def test_import_apps(client, logged_in, member):
+    logged_in(member)
+    server = make_server()
+    response = client.post(f"/servers/{server.id}/apps/import", headers=HTMX)
+    assert response.status_code == 303
+    [op] = operations("server.import")
+    body = text(client.get(response.headers["Location"]))
+    assert f'id="op-{op.id}"' in body and "Import apps" in body
+
+
+def test_app_page_shows_status_and_how_to_deploy(client, logged_in, viewer):
+    logged_in(viewer)
+    server = make_server(host="prod-1.example.com")
+    make_app(server, name="api", ps_status=json.dumps({"deployed": True, "running": True, "processes": 3}))
+    body = text(client.get(f"/servers/{server.id}/apps/api"))
+    assert "git remote add dokku dokku@prod-1.example.com:api" in body
+    assert "git push dokku main" in body
+    assert "running" in body and "3 processes" in body
+    other = make_server(host="10.0.0.9", port=2222)
+    make_app(other, name="web")
+    body = text(client.get(f"/servers/{other.id}/apps/web"))
+    assert "git remote add dokku ssh://dokku@10.0.0.9:2222/web" in body
+    assert client.get(f"/servers/{server.id}/apps/nope").status_code == 404
+
+
+def test_restart_and_refresh(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    assert client.post(f"/servers/{app.server_id}/apps/api/restart", headers=HTMX).status_code == 303
+    assert client.post(f"/servers/{app.server_id}/apps/api/refresh").status_code == 303
+    assert [op.kind for op in operations()] == ["app.restart", "app.refresh"]
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert "2 operations pending on api" in body and "restart the app (queued)" in body
+
+
+def test_destroy_needs_the_typed_name(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    response = client.post(f"/servers/{app.server_id}/apps/api/destroy", data={"confirm": "ap"})
+    assert response.status_code == 422
+    assert "Type the app&#39;s name, api, to confirm." in field_error(text(response), "confirm-name")
+    db.session.expire_all()
+    assert app.status == "active" and operations() == []
+    response = client.post(f"/servers/{app.server_id}/apps/api/destroy", data={"confirm": "api"}, follow_redirects=True)
+    body = text(response)
+    assert "api is being destroyed" in body and "It stays listed until Dokku confirms" in body
+    assert [op.kind for op in operations()] == ["app.destroy"]
+    assert "Restart" not in re.search(r'id="app-status".*?</section>', body, re.S).group(0)
+
+
+# --- env vars ----------------------------------------------------------------------------
+
+
+def test_env_values_are_hidden_and_revealed_by_post_only(client, logged_in, member, viewer):
+    app = make_app(make_server(), name="api")
+    set_env(app, TOKEN="tok-distinctive-value")
+    logged_in(viewer)
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert "TOKEN" in body and "tok-distinctive-value" not in body and "Reveal" not in body
+    assert client.post(f"/servers/{app.server_id}/apps/api/env/TOKEN/reveal").status_code == 403
+    client.post("/logout")
+    logged_in(member)
+    assert client.get(f"/servers/{app.server_id}/apps/api/env/TOKEN/reveal").status_code == 405
+    response = client.post(f"/servers/{app.server_id}/apps/api/env/TOKEN/reveal", headers=HTMX)
+    assert response.status_code == 200 and "tok-distinctive-value" in text(response)
+    assert "<html" not in text(response)  # htmx gets the cell only
+    assert response.headers["Cache-Control"] == "no-store"
+    full = text(client.post(f"/servers/{app.server_id}/apps/api/env/TOKEN/reveal"))
+    assert "<title>TOKEN · api · Intercity</title>" in full and "tok-distinctive-value" in full
+    assert [e.target_label for e in entries("env_var.revealed")] == ["TOKEN", "TOKEN"]
+    assert client.post(f"/servers/{app.server_id}/apps/api/env/NOPE/reveal").status_code == 404
+
+
+def test_set_one_variable(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    response = client.post(f"/servers/{app.server_id}/apps/api/env",
+                           data={"key": "DATABASE_URL", "value": "postgres://x", "restart": "y"}, headers=HTMX)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/apps/api#env")
+    [op] = operations("env.apply")
+    assert op.data == {"set": ["DATABASE_URL"], "unset": [], "restart": True}
+    body = text(client.get(response.headers["Location"]))
+    assert "Setting DATABASE_URL on api" in body and f'id="op-{op.id}"' in body
+
+
+def test_unchecked_restart_maps_to_no_restart(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    client.post(f"/servers/{app.server_id}/apps/api/env", data={"key": "A", "value": "1"})
+    client.post(f"/servers/{app.server_id}/apps/api/env/paste", data={"block": "B=2"})
+    assert [op.data["restart"] for op in operations()] == [False, False]
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert re.search(r'<input checked id="env-restart"|id="env-restart"[^>]*checked', body), "restart is on by default"
+
+
+def test_env_form_errors_sit_next_to_the_field(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    response = client.post(f"/servers/{app.server_id}/apps/api/env", data={"key": "1BAD", "value": "x"})
+    assert response.status_code == 422
+    assert "Invalid key name" in field_error(text(response), "env-key")
+    response = client.post(f"/servers/{app.server_id}/apps/api/env", data={"key": "BIG", "value": "x" * 70000})
+    assert "64 KiB" in field_error(text(response), "env-value")
+    assert count(EnvVar) == 0 and operations() == []
+
+
+def test_paste_three_variables_in_one_operation(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    block = "DATABASE_URL=postgres://u:p@db/app\r\nexport SECRET_KEY='s3cr3t'\r\n# comment\r\nPEM=\"a\r\nb\"\r\n"
+    response = client.post(f"/servers/{app.server_id}/apps/api/env/paste", data={"block": block, "restart": "y"})
+    assert response.status_code == 303
+    [op] = operations("env.apply")
+    assert op.data == {"set": ["DATABASE_URL", "SECRET_KEY", "PEM"], "unset": [], "restart": True}
+    values = {v.key: v.value for v in db.session.scalars(select(EnvVar))}
+    assert values == {"DATABASE_URL": "postgres://u:p@db/app", "SECRET_KEY": "s3cr3t", "PEM": "a\nb"}
+    assert len([e for e in entries("env_var.created")]) == 3
+
+
+def test_paste_errors_are_listed_per_line_and_nothing_is_applied(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    block = "GOOD=1\r\n2BAD=x\r\nGOOD=2\r\nstray-secret-line\r\n"
+    response = client.post(f"/servers/{app.server_id}/apps/api/env/paste", data={"block": block, "restart": "y"})
+    body = text(response)
+    assert response.status_code == 422
+    assert "Nothing was changed" in field_error(body, "env-block")
+    lines = re.search(r'<ul class="line-errors" id="env-block-lines">(.*?)</ul>', body, re.S).group(1)
+    assert re.findall(r"<strong>Line (\d+):</strong>", lines) == ["2", "3", "4"]
+    assert "already set on line 1" in lines
+    assert "stray-secret-line" not in lines  # the message does not echo the line
+    assert "stray-secret-line" in body  # ...but the textarea keeps what was pasted, to fix it
+    assert count(EnvVar) == 0 and operations() == [] and entries("env_var.created") == []
+
+
+def test_edit_page_never_shows_the_current_value(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    set_env(app, TOKEN="old-distinctive")
+    url = f"/servers/{app.server_id}/apps/api/env/TOKEN/edit"
+    page = client.get(url)
+    assert page.status_code == 200 and "old-distinctive" not in text(page) and "Change <code>TOKEN</code>" in text(page)
+    response = client.post(url, data={"value": "new\r\nvalue", "restart": "y"})
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert db.session.scalar(select(EnvVar)).value == "new\nvalue"
+    assert operations("env.apply")[0].data == {"set": ["TOKEN"], "unset": [], "restart": True}
+    assert client.get(f"/servers/{app.server_id}/apps/api/env/NOPE/edit").status_code == 404
+
+
+def test_remove_a_variable(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    set_env(app, A="1")
+    response = client.post(f"/servers/{app.server_id}/apps/api/env/A/remove", headers=HTMX)
+    assert response.status_code == 303
+    assert count(EnvVar) == 0 and operations("env.apply")[0].data == {"set": [], "unset": ["A"], "restart": True}
+    body = text(client.post(f"/servers/{app.server_id}/apps/api/env/A/remove", follow_redirects=True))
+    assert "api has no variable A" in body
+
+
+# --- domains -----------------------------------------------------------------------------
+
+
+def test_add_and_remove_a_domain(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    response = client.post(f"/servers/{app.server_id}/apps/api/domains", data={"domain": "API.example.com"})
+    assert response.status_code == 303
+    domain = db.session.scalar(select(Domain))
+    assert domain.hostname == "api.example.com"
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert "api.example.com" in body and "Adding api.example.com to api" in body
+    response = client.post(f"/servers/{app.server_id}/apps/api/domains/{domain.id}/remove")
+    assert response.status_code == 303 and count(Domain) == 0
+    assert [op.data for op in operations("domains.apply")] == [
+        {"add": ["api.example.com"], "remove": []}, {"add": [], "remove": ["api.example.com"]}]
+
+
+def test_domain_errors_sit_next_to_the_field(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    response = client.post(f"/servers/{app.server_id}/apps/api/domains", data={"domain": "https://x.com/"})
+    assert response.status_code == 422
+    assert "not a valid domain" in field_error(text(response), "domain-name")
+    assert count(Domain) == 0 and operations() == []
+
+
+def test_a_domain_of_another_app_cannot_be_removed_here(client, logged_in, member):
+    logged_in(member)
+    server = make_server()
+    api, web = make_app(server, name="api"), make_app(server, name="web")
+    db.session.add(Domain(app=web, hostname="web.example.com"))
+    db.session.commit()
+    domain = db.session.scalar(select(Domain))
+    assert client.post(f"/servers/{server.id}/apps/api/domains/{domain.id}/remove").status_code == 404
+    assert count(Domain) == 1
+
+
+# --- deploy keys -------------------------------------------------------------------------
+
+
+def test_deploy_key_fingerprint_is_shown_before_saving(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    url = f"/servers/{server.id}/deploy-keys"
+    response = client.post(url, data={"name": "alice", "public_key": ED25519})
+    body = text(response)
+    assert response.status_code == 200
+    assert "SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4" in body and "Add key alice" in body
+    assert count(DeployKey) == 0 and operations() == []
+    response = client.post(url, data={"name": "alice", "public_key": ED25519,
+                                      "confirmed": "SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4"})
+    assert response.status_code == 303
+    [key] = db.session.scalars(select(DeployKey)).all()
+    assert (key.name, key.added_by_email) == ("alice", admin.email)
+    [op] = operations("deploy_keys.apply")
+    body = text(client.get(url))
+    assert f'id="op-{op.id}"' in body and "alice" in body and "ssh-ed25519" in body and admin.email in body
+
+
+def test_a_key_changed_after_its_preview_is_previewed_again(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    from tests.support.panel import ED25519_OTHER
+
+    response = client.post(f"/servers/{server.id}/deploy-keys", data={
+        "name": "alice", "public_key": ED25519_OTHER, "confirmed": "SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4"})
+    assert response.status_code == 200 and count(DeployKey) == 0
+    assert "SHA256:4y+KUxx+DLaitQJrLhVGbh6a18qIjaS0bHnpKiFqYRI" in text(response)
+
+
+def test_deploy_key_errors_and_duplicates_are_explained(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server(remote_keys=json.dumps([{"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None}]))
+    url = f"/servers/{server.id}/deploy-keys"
+    body = text(client.post(url, data={"name": "bad name", "public_key": "ssh-rsa AAAA"}))
+    assert "only contain letters" in field_error(body, "deploy-key-name")
+    assert "public_key" in body and field_error(body, "deploy-key-public-key")
+    response = client.post(url, data={"name": "ci", "public_key": ED25519})
+    assert response.status_code == 422
+    assert "Dokku refuses a second key with the same name" in field_error(text(response), "deploy-key-name")
+    assert count(DeployKey) == 0
+
+
+def test_keys_found_on_the_server_can_be_adopted(client, logged_in, admin, viewer):
+    server = make_server(remote_keys=json.dumps([{"name": "default", "fingerprint": "SHA256:" + "d" * 43,
+                                                  "public_key": None}]))
+    logged_in(viewer)
+    body = text(client.get(f"/servers/{server.id}/deploy-keys"))
+    assert "default" in body and ">Adopt</button>" not in body and "Add a deploy key" not in body
+    client.post("/logout")
+    logged_in(admin)
+    assert ">Adopt</button>" in text(client.get(f"/servers/{server.id}/deploy-keys"))
+    response = client.post(f"/servers/{server.id}/deploy-keys/adopt", data={"fingerprint": "SHA256:" + "d" * 43},
+                           follow_redirects=True)
+    assert "The panel now manages deploy key default. Nothing changed on the server." in text(response)
+    assert db.session.scalar(select(DeployKey)).adopted is True and operations() == []
+
+
+def test_remove_and_refresh_deploy_keys(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    key = DeployKey(server=server, name="alice", public_key=ED25519, key_type="ssh-ed25519",
+                    fingerprint="SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4", added_by_email=admin.email)
+    db.session.add(key)
+    db.session.commit()
+    assert client.post(f"/servers/{server.id}/deploy-keys/{key.id}/remove").status_code == 303
+    assert client.post(f"/servers/{server.id}/deploy-keys/refresh").status_code == 303
+    assert [op.kind for op in operations()] == ["deploy_keys.apply", "server.refresh_keys"]
+    assert count(DeployKey) == 0
+
+
+def test_server_page_lists_deploy_keys(client, logged_in, viewer):
+    logged_in(viewer)
+    server = make_server()
+    db.session.add(DeployKey(server=server, name="alice", public_key=ED25519, key_type="ssh-ed25519",
+                             fingerprint="SHA256:abc", added_by_email="admin@example.com"))
+    db.session.commit()
+    body = text(client.get(f"/servers/{server.id}"))
+    section = re.search(r'id="deploy-keys".*?</section>', body, re.S).group(0)
+    assert "alice" in section and "SHA256:abc" in section and "admin@example.com" in section
+
+
+# --- live operation status -----------------------------------------------------------------
+
+
+def test_a_pending_operation_polls_and_a_final_one_does_not(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    client.post(f"/servers/{app.server_id}/apps/api/restart")
+    [op] = operations()
+    response = client.get(f"/operations/{op.id}", headers=HTMX)
+    body = text(response)
+    assert body.lstrip().startswith("<div") and 'hx-trigger="every 1s"' in body and "pending" in body
+    assert "HX-Trigger-After-Settle" not in response.headers
+    finish_operation(op, "succeeded", runs=[(["dokku", "ps:restart", "api"], 0, "-----> Restarting app api", "")])
+    response = client.get(f"/operations/{op.id}", headers=HTMX)
+    body = text(response)
+    assert "hx-trigger" not in body and "applied" in body and "Retry" not in body
+    assert response.headers["HX-Trigger-After-Settle"] == "operation-finished"
+    # without htmx it is a page of its own
+    page = text(client.get(f"/operations/{op.id}"))
+    assert "<title>Operation #" in page and "dokku ps:restart api" in page
+
+
+def test_a_failed_operation_shows_its_reason_output_and_retry(client, logged_in, member, viewer):
+    app = make_app(make_server(), name="api")
+    set_env(app, A="1")
+    from intercity.services import env as env_service
+
+    op = env_service.set_var(app, member, key="A", value="2").operation
+    db.session.commit()
+    finish_operation(op, "failed", reason="Dokku could not restart api: container failed to start",
+                     runs=[(["dokku", "--quiet", "config:set", "--encoded", "api", "A=[redacted]"], 0, "",
+                            " !     Failure while restarting app: container failed to start")])
+    logged_in(viewer)
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert "Dokku could not restart api" in body and "Failure while restarting app" in body
+    assert "A=[redacted]" in body and "Retry" not in body
+    client.post("/logout")
+    logged_in(member)
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert f'action="/operations/{op.id}/retry"' in body
+    response = client.post(f"/operations/{op.id}/retry", headers=HTMX)
+    assert response.status_code == 200
+    retry = operations()[-1]
+    assert retry.retry_of_id == op.id and retry.data == op.data
+    assert f'id="op-{retry.id}"' in text(response) and 'hx-trigger="every 1s"' in text(response)
+    # the failed one now points at its retry instead of offering another
+    body = text(client.get(f"/operations/{op.id}"))
+    assert f"Retried as" in body and f'action="/operations/{op.id}/retry"' not in body
+    response = client.post(f"/operations/{op.id}/retry", data={"next": f"/servers/{app.server_id}/apps/api"},
+                           follow_redirects=True)
+    assert "already on its way" in text(response)
+    assert "operation.retry_requested" in actions()
+
+
+def test_retry_without_javascript_goes_back_to_the_page(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    client.post(f"/servers/{server.id}/check")
+    op = finish_operation(operations()[0], "failed", reason="Connection refused by 127.0.0.1:22.")
+    response = client.post(f"/operations/{op.id}/retry", data={"next": f"/servers/{server.id}"})
+    assert response.status_code == 303 and response.headers["Location"] == f"/servers/{server.id}"
+    assert "Retrying" in text(client.get(f"/servers/{server.id}"))
+    # a `next` that leaves the site is ignored
+    op2 = finish_operation(operations()[-1], "failed")
+    response = client.post(f"/operations/{op2.id}/retry", data={"next": "//evil.example/"})
+    assert response.headers["Location"] == f"/servers/{server.id}"
+
+
+def test_members_cannot_retry_server_work(client, logged_in, admin, member):
+    server = make_server()
+    logged_in(admin)
+    client.post(f"/servers/{server.id}/check")
+    op = finish_operation(operations()[0], "failed")
+    client.post("/logout")
+    logged_in(member)
+    assert "Retry" not in text(client.get(f"/servers/{server.id}"))
+    assert client.post(f"/operations/{op.id}/retry").status_code == 403
+    assert len(operations()) == 1
+
+
+def test_an_app_with_pending_operations_says_so(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert "pending on api" not in body
+    client.post(f"/servers/{app.server_id}/apps/api/env", data={"key": "A", "value": "1"})
+    client.post(f"/servers/{app.server_id}/apps/api/domains", data={"domain": "a.example.com"})
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert "2 operations pending on api" in body and "2 pending" in body
+    for op in operations():
+        finish_operation(op, "succeeded")
+    assert "pending on api" not in text(client.get(f"/servers/{app.server_id}/apps/api"))
+
+
+# --- htmx and no-JS ----------------------------------------------------------------------
+
+
+def test_forms_work_without_javascript_and_htmx_enhances_them(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    app = make_app(server, name="api")
+    set_env(app, A="1")
+    pages = [f"/servers/{server.id}", f"/servers/{server.id}/apps/api", f"/servers/{server.id}/deploy-keys"]
+    for url in pages:
+        body = text(client.get(url))
+        forms = re.findall(r"<form\b[^>]*>", body)
+        assert forms
+        for form in forms:
+            assert 'method="post"' in form, form
+            action = re.search(r'action="([^"]*)"', form)
+            if "hx-post" in form:
+                assert action and f'hx-post="{action.group(1)}"' in form, form  # the same URL with and without JS
+        assert 'csrf_token' in body
+    # regions a form swaps exist on the page it redirects to
+    body = text(client.get(f"/servers/{server.id}/apps/api"))
+    for region in re.findall(r'hx-select="#([\w-]+)"', body):
+        assert f'id="{region}"' in body, region
+
+
+def test_csrf_is_required_for_panel_forms(make_app, member):
+    from tests.support.builders import make_app as build_app
+
+    csrf_app = make_app(WTF_CSRF_ENABLED=True)
+    with csrf_app.app_context():
+        server = make_server()
+        build_app(server, name="api")
+        client = csrf_app.test_client()
+        with client.session_transaction() as session:
+            session["_user_id"] = str(member.id)
+        assert client.post(f"/servers/{server.id}/apps/api/restart").status_code == 400
+        assert operations() == []
+
+
+def test_regions_reload_from_the_page_even_when_it_answered_a_post(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    body = text(client.post(f"/servers/{app.server_id}/apps/api/domains", data={"domain": "not a domain"}))
+    reloads = re.findall(r'hx-get="([^"]+)" hx-select="#[\w-]+" hx-target="this"', body)
+    assert reloads and set(reloads) == {f"/servers/{app.server_id}/apps/api"}
+    for url in reloads:
+        assert client.get(url, headers=HTMX).status_code == 200
