@@ -105,6 +105,12 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SSH_CONNECT_TIMEOUT": _int("INTERCITY_SSH_CONNECT_TIMEOUT", 10),
         "SSH_COMMAND_TIMEOUT": _int("INTERCITY_SSH_COMMAND_TIMEOUT", 600),
         "SSH_RETRIES": _int("INTERCITY_SSH_RETRIES", 2),
+        # Seconds before the first retry of a flaky network; each further retry waits twice as long.
+        "SSH_RETRY_BACKOFF": float(_int("INTERCITY_SSH_RETRY_BACKOFF_MS", 2000)) / 1000,
+        # A worker holds a scope's lock this long unless its heartbeat renews it; a dead worker's
+        # operation is failed by the sweeper once the lock has run out.
+        "JOBS_LOCK_TTL": _int("INTERCITY_JOBS_LOCK_TTL", 60),
+        "JOBS_SWEEP_INTERVAL": _int("INTERCITY_JOBS_SWEEP_INTERVAL", 30),
         # Without Redis, one supervised thread of this process runs the jobs.
         "JOBS_IN_PROCESS": redis_url is None,
         "JOBS_QUEUE": os.environ.get("INTERCITY_QUEUE", "intercity"),

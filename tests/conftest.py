@@ -12,7 +12,7 @@ import pytest
 from tests.support import databases
 from tests.support.builders import PASSWORD, make_user
 
-pytest_plugins = ["tests.support.services"]
+pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures"]
 
 
 def pytest_configure(config):
@@ -52,7 +52,8 @@ def app_config(database_url, tmp_path, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
     config = databases.test_config(database_url)
     config.update({"WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False, "SSH_CONNECT_TIMEOUT": 5,
-                   "SSH_COMMAND_TIMEOUT": 30, "MAIL_SUPPRESS_SEND": False})
+                   "SSH_COMMAND_TIMEOUT": 30, "MAIL_SUPPRESS_SEND": False,
+                   "SSH_RETRY_BACKOFF": 0.05})
     return config
 
 
@@ -68,6 +69,7 @@ def app(app_config):
     runner = app.extensions.get("intercity_jobs")
     if runner is not None:
         runner.wait_idle()
+        runner.close()
     db.session.remove()
     for engine in db.engines.values():
         engine.dispose()
@@ -89,6 +91,9 @@ def make_app(app_config):
     from intercity.extensions import db
 
     for other in made:
+        runner = other.extensions.get("intercity_jobs")
+        if runner is not None:
+            runner.close()
         with other.app_context():
             db.session.remove()
             for engine in db.engines.values():

@@ -7,15 +7,30 @@ import threading
 
 from flask import current_app
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
+DRAIN = "intercity.jobs.runner.drain"
+
 
 def init_app(app) -> None:
-    app.extensions["intercity_jobs"] = InProcessRunner(app) if app.config["JOBS_IN_PROCESS"] else None
+    runner = InProcessRunner(app) if app.config["JOBS_IN_PROCESS"] else None
+    app.extensions["intercity_jobs"] = runner
     if not event.contains(Session, "after_commit", _after_commit):
         event.listen(Session, "after_commit", _after_commit)
+
+    @app.context_processor
+    def _worker_stalled():
+        # Every page says when queued work waits and no worker takes it (with Redis: nobody runs worker.py).
+        return {"worker_stalled": worker_stalled()}
+
+    if runner is not None:
+        @app.before_request
+        def _start_runner():
+            # The first request of a (re)started single process resumes work left by the previous one.
+            runner.ensure_running()
 
 
 def _after_commit(session) -> None:
@@ -30,9 +45,13 @@ def _after_commit(session) -> None:
 
 
 def redis_connection():
+    """One Redis client per app (it pools its connections)."""
     from redis import Redis
 
-    return Redis.from_url(current_app.config["REDIS_URL"])
+    client = current_app.extensions.get("intercity_redis")
+    if client is None:
+        client = current_app.extensions["intercity_redis"] = Redis.from_url(current_app.config["REDIS_URL"])
+    return client
 
 
 def rq_queue():
@@ -47,7 +66,26 @@ def enqueue(scope: str) -> None:
     if runner is not None:
         runner.submit(scope)
         return
-    rq_queue().enqueue("intercity.jobs.runner.drain", scope, job_timeout=3600, result_ttl=0, failure_ttl=86400)
+    try:
+        rq_queue().enqueue(DRAIN, scope, job_timeout=3600, result_ttl=0, failure_ttl=86400)
+    except Exception:
+        # The change is committed and the operation queued; the sweeper enqueues it again later.
+        log.exception("could not enqueue %s; the sweeper will retry", scope)
+
+
+def waiting_scopes() -> set[str]:
+    """Scopes that already have a job waiting to be picked up."""
+    runner = current_app.extensions.get("intercity_jobs")
+    if runner is not None:
+        return runner.waiting()
+    from rq.job import Job
+
+    rq = rq_queue()
+    scopes = set()
+    for job in Job.fetch_many(rq.get_job_ids(), connection=rq.connection):
+        if job is not None and job.func_name == DRAIN and job.args:
+            scopes.add(job.args[0])
+    return scopes
 
 
 class InProcessRunner:
@@ -55,9 +93,11 @@ class InProcessRunner:
 
     def __init__(self, app):
         self.app = app
-        self.scopes: queue.Queue[str] = queue.Queue()
+        self.scopes: queue.Queue[str | None] = queue.Queue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.started = False
+        self.closed = False
 
     def submit(self, scope: str) -> None:
         self.scopes.put(scope)
@@ -65,18 +105,38 @@ class InProcessRunner:
 
     def ensure_running(self) -> None:
         with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._loop, name="intercity-jobs", daemon=True)
-                self.thread.start()
+            if self.closed or (self.thread is not None and self.thread.is_alive()):
+                return
+            first = not self.started
+            self.started = True
+            self.thread = threading.Thread(target=self._loop, args=(first,), name="intercity-jobs", daemon=True)
+            self.thread.start()
 
-    def _loop(self) -> None:
+    def waiting(self) -> set[str]:
+        with self.scopes.mutex:
+            return {scope for scope in self.scopes.queue if scope is not None}
+
+    def _loop(self, first: bool) -> None:
+        from intercity.extensions import db
         from intercity.jobs import runner
 
+        if first:
+            try:
+                with self.app.app_context():
+                    runner.recover_after_restart()
+                    db.session.remove()
+            except Exception:
+                log.exception("recovering operations after a restart failed")
         while True:
             scope = self.scopes.get()
             try:
+                if scope is None:
+                    return
                 with self.app.app_context():
-                    runner.drain(scope)
+                    try:
+                        runner.drain(scope)
+                    finally:
+                        db.session.remove()
             except Exception:  # supervised: one failing job must not stop the others
                 log.exception("job for %s failed", scope)
             finally:
@@ -86,13 +146,47 @@ class InProcessRunner:
         """Block until every submitted job ran (tests and the CLI use this)."""
         self.scopes.join()
 
+    def close(self) -> None:
+        """Finish the submitted jobs, then stop the thread (tests; the process is ending)."""
+        with self.lock:
+            self.closed = True
+            thread = self.thread
+        if thread is not None and thread.is_alive():
+            self.scopes.put(None)
+            thread.join(60)
+
+
+def worker_stalled() -> bool:
+    """For the banner on every page: with Redis, queued work waits and no worker has consumed it for a minute."""
+    if current_app.config["JOBS_IN_PROCESS"]:
+        return False
+    from intercity.extensions import db
+    from intercity.jobs.runner import stalled_operations
+
+    try:
+        return stalled_operations() > 0
+    except SQLAlchemyError:
+        db.session.rollback()
+        return False
+
 
 def queue_health() -> dict:
     """Whether queued operations are being consumed; a stalled queue is reported, not fatal."""
     from intercity.jobs.runner import stalled_operations
 
-    waiting = stalled_operations()
-    if waiting:
-        return {"state": "stalled", "detail": f"{waiting} operation(s) queued for over a minute with no worker taking them"}
     mode = "in-process" if current_app.config["JOBS_IN_PROCESS"] else "redis"
-    return {"state": "ok", "detail": f"jobs run {mode}"}
+    health = {"mode": mode, "stalled": stalled_operations()}
+    if mode == "redis":
+        try:
+            from rq import Worker
+
+            health["workers"] = Worker.count(connection=redis_connection(), queue=rq_queue())
+        except Exception as error:
+            health.update(state="unreachable", detail=f"Redis is unreachable: {error.__class__.__name__}")
+            return health
+    if health["stalled"]:
+        health.update(state="stalled", detail=f"{health['stalled']} operation(s) queued for over a minute with no "
+                                              "worker taking them")
+    else:
+        health.update(state="ok", detail=f"jobs run {mode}")
+    return health

@@ -1,28 +1,210 @@
-"""Applying operations: drain one scope's queue, oldest first (filled in by the Dokku layer)."""
+"""Applying operations: drain one scope's queue oldest first under a lock, and sweep up after dead workers.
+
+The operations table is the queue. A job only names a scope (`app:7`, `server:3`); `drain`
+takes the scope's lock, applies its queued operations one at a time in id order, releases the
+lock and looks again, so an operation committed while the lock was held is never stranded (the
+job enqueued for it found the lock taken and left the work to the holder). `sweep` fails
+operations left `running` by a worker that died (its lock has expired) and re-enqueues scopes
+whose queued operations lost their job.
+"""
 from __future__ import annotations
 
+import json
+import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from flask import current_app
+from sqlalchemy import func, or_, select
 
+from intercity.audit.actor import Actor, acting_as
+from intercity.audit.capture import record_event
+from intercity.audit.rules import Scope
+from intercity.database import begin_writing
+from intercity.dokku.transcript import commands_sha256
 from intercity.extensions import db
-from intercity.models import Operation
+from intercity.jobs import locks
+from intercity.models import CommandRun, Operation
 from intercity.models.base import utcnow
 
+log = logging.getLogger(__name__)
+
 STALL_AFTER = timedelta(minutes=1)
+# A queued operation this old with nobody draining its scope has lost its job.
+REQUEUE_AFTER = timedelta(seconds=20)
+
+DEAD_WORKER = ("The worker applying this operation stopped before it finished (it was killed, crashed or lost "
+               "its connection). The commands it finished are listed; retry to apply the current settings.")
 
 
 def drain(scope: str) -> None:
-    raise NotImplementedError
+    """Apply the queued operations of one scope, oldest first; return when none is left or another worker has it."""
+    from intercity.jobs.executors import ConnectionPool
+
+    app = current_app._get_current_object()
+    while True:
+        lock = locks.scope_lock(scope)
+        if not lock.acquire():
+            return  # the holder looks again after releasing, so our operation is not stranded
+        pool = ConnectionPool()
+        try:
+            with locks.Heartbeat(app, lock) as heartbeat:
+                _fail_abandoned(scope)
+                while (op_id := _next_queued(scope)) is not None:
+                    _apply(op_id, lock, pool, heartbeat)
+                    if lock.lost:
+                        break
+        finally:
+            pool.close()
+            db.session.rollback()
+            lock.release()
+        if _next_queued(scope) is None:
+            return
+
+
+def _next_queued(scope: str) -> int | None:
+    op_id = db.session.scalar(select(Operation.id).where(Operation.scope == scope, Operation.status == "queued")
+                              .order_by(Operation.id).limit(1))
+    db.session.commit()
+    return op_id
+
+
+def _worker_actor(op: Operation) -> Actor:
+    return Actor(kind="worker", user_id=op.requested_by_id, email=op.requested_by_email, role=op.requested_by_role)
+
+
+def _claim(op_id: int, status: str) -> Operation | None:
+    """The operation, locked for update, if it still has `status`; a fresh read on SQLite too."""
+    begin_writing(db.session.connection())
+    op = db.session.scalars(select(Operation).where(Operation.id == op_id).with_for_update()
+                            .execution_options(populate_existing=True)).first()
+    if op is None or op.status != status:
+        db.session.rollback()
+        return None
+    return op
+
+
+def _apply(op_id: int, lock, pool, heartbeat) -> None:
+    from intercity.jobs.executors import EXECUTORS, OperationContext, failure_reason
+
+    op = _claim(op_id, "queued")
+    if op is None:
+        return
+    now = utcnow()
+    op.status = "running"
+    op.attempts = (op.attempts or 0) + 1
+    op.started_at = now
+    op.heartbeat_at = now
+    db.session.commit()
+    locks.running_here.add(op_id)
+    heartbeat.op_id = op_id
+    reason = None
+    ctx = None
+    failure = None
+    try:
+        with acting_as(_worker_actor(op)):
+            try:
+                ctx = OperationContext(op, lock, pool)
+                executor = EXECUTORS.get(op.kind)
+                if executor is None:
+                    raise ValueError(f"no executor for {op.kind}")
+                executor(ctx)
+            except Exception as error:  # every failure ends the operation with a reason
+                db.session.rollback()
+                failure = error
+                reason = failure_reason(error)
+                if ctx is not None:
+                    reason = ctx.redactor.redact(reason)
+            finally:
+                if ctx is not None:
+                    ctx.close(failure)
+            _finish(op_id, "failed" if reason else "succeeded", reason, ctx.warnings if ctx else [])
+    finally:
+        heartbeat.op_id = None
+        locks.running_here.discard(op_id)
+
+
+def _finish(op_id: int, status: str, reason: str | None, warnings: list[str]) -> None:
+    """End a running operation and write its outcome entry (with the digest of its command runs)."""
+    db.session.rollback()
+    op = _claim(op_id, "running")
+    if op is None:
+        log.warning("operation %s was no longer running when it ended (the sweeper failed it?)", op_id)
+        return
+    op.status = status
+    op.reason = reason
+    op.warnings = json.dumps(warnings)
+    op.finished_at = utcnow()
+    runs = db.session.scalars(select(CommandRun).where(CommandRun.operation_id == op_id)).all()
+    with acting_as(_worker_actor(op)):
+        record_event(
+            db.session, f"operation.{status}", category=op.category,
+            scope=Scope(op.server_id, op.server_name, op.app_id, op.app_name),
+            target_type="operation", target_id=op.id, target_label=op.title, operation_id=op.id,
+            diff={"status": ["running", status], "reason": [None, reason],
+                  "commands_sha256": [None, commands_sha256(runs)]},
+        )
+        db.session.commit()
+
+
+def _fail_abandoned(scope: str) -> None:
+    """Under the scope's lock: anything of this scope still `running` has no worker (we hold the lock)."""
+    ids = db.session.scalars(select(Operation.id).where(Operation.scope == scope, Operation.status == "running")
+                             .order_by(Operation.id)).all()
+    db.session.commit()
+    for op_id in ids:
+        if op_id not in locks.running_here:
+            _finish(op_id, "failed", DEAD_WORKER, [])
+
+
+def sweep() -> dict:
+    """Fail operations whose worker died and re-enqueue scopes whose job was lost. Run periodically."""
+    from intercity.jobs import enqueue, waiting_scopes
+
+    failed, requeued = [], []
+    running = db.session.execute(select(Operation.id, Operation.scope).where(Operation.status == "running")
+                                 .order_by(Operation.id)).all()
+    db.session.commit()
+    for op_id, scope in running:
+        if op_id in locks.running_here or locks.scope_locked(scope):
+            continue
+        # The lock is gone, so its holder is gone; _finish re-reads the row so a just-finished one is left alone.
+        before = db.session.scalar(select(Operation.status).where(Operation.id == op_id))
+        db.session.commit()
+        if before == "running" and not locks.scope_locked(scope):
+            _finish(op_id, "failed", DEAD_WORKER, [])
+            failed.append(op_id)
+            requeued.append(scope)
+
+    cutoff = utcnow() - REQUEUE_AFTER
+    stale = db.session.scalars(select(Operation.scope).where(Operation.status == "queued",
+                                                             Operation.created_at < cutoff).distinct()).all()
+    db.session.commit()
+    queued_jobs = waiting_scopes()
+    for scope in stale:
+        if scope not in requeued and scope not in queued_jobs and not locks.scope_locked(scope):
+            requeued.append(scope)
+    for scope in requeued:
+        enqueue(scope)
+    if failed or requeued:
+        log.info("sweep: failed %s, re-enqueued %s", failed, requeued)
+    return {"failed": failed, "requeued": requeued}
+
+
+def recover_after_restart() -> dict:
+    """Single-process mode: work left running by a previous process is dead; queued work resumes."""
+    return sweep()
 
 
 def stalled_operations() -> int:
-    """Operations queued for longer than a minute: no worker is consuming the queue."""
-    return db.session.scalar(
-        select(func.count(Operation.id)).where(Operation.status == "queued",
-                                               Operation.created_at < utcnow() - STALL_AFTER)
+    """Operations queued for over a minute while no worker started, finished or reported on anything."""
+    cutoff = utcnow() - STALL_AFTER
+    waiting = db.session.scalar(
+        select(func.count(Operation.id)).where(Operation.status == "queued", Operation.created_at < cutoff)
     ) or 0
-
-
-def recover_after_restart() -> None:
-    """Single-process mode: work left running by a previous process is dead; queued work resumes."""
+    if not waiting:
+        return 0
+    recent = db.session.scalar(
+        select(func.count(Operation.id)).where(or_(Operation.started_at >= cutoff, Operation.finished_at >= cutoff,
+                                                   Operation.heartbeat_at >= cutoff))
+    ) or 0
+    return 0 if recent else waiting

@@ -1,0 +1,209 @@
+"""Dokku layer benchmark: the loopback OpenSSH server with the Dokku double, the panel's real SSH client.
+
+1. Setting 20 env vars the way intercity-next did (a new SSH connection and one `config:set`
+   per variable, same restart flags) against the panel's way (one connection, one encoded
+   `config:set` carrying all 20). Target: the panel at least 10x faster.
+2. 20 separate commands (`dokku version`) over one connection against a connection each.
+3. Enqueue to first command on an idle worker: a real `python worker.py` on Redis, a SQLite
+   database, `app.refresh` operations requested one after another; from the commit that
+   enqueues to the start of the operation's first command (its SSH connection included).
+
+Needs root (it starts sshd) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0).
+BENCH_DOKKU_REPEAT sets the number of rounds (default 3); medians are printed.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPEAT = int(os.environ.get("BENCH_DOKKU_REPEAT", "3"))
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+VARIABLES = 20
+TARGET_RATIO = 10.0
+KEYS = {"SECRET_KEY": "bench-secret-key", "INTERCITY_ENCRYPTION_KEY": "bench-encryption-key-0123456789-abcdefghij"}
+
+
+def _median(run, rounds: int = REPEAT) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def env_vars(target, dokku) -> tuple[float, float]:
+    from intercity.dokku import commands, parsers
+    from intercity.dokku.ssh import connect
+
+    dokku.create_app("bench")
+    values = {f"VAR_{n:02d}": f"value {n} with spaces, 'quotes' and $(no-shell) {os.urandom(8).hex()}"
+              for n in range(VARIABLES)}
+
+    def run_checked(connection, command):
+        result = connection.run(command)
+        parsers.check(command, result.exit_code, result.out, result.err)
+
+    def intercity_next():
+        for key, value in values.items():
+            with connect(target) as connection:
+                for command in commands.config_set("bench", {key: value}, restart=False):
+                    run_checked(connection, command)
+
+    def panel():
+        with connect(target) as connection:
+            for command in commands.config_set("bench", values, restart=False):
+                run_checked(connection, command)
+
+    old, new = _median(intercity_next), _median(panel)
+    assert dokku.env("bench") == {key: value.encode() for key, value in values.items()}
+    return old, new
+
+
+def many_commands(target) -> tuple[float, float]:
+    from intercity.dokku import commands
+    from intercity.dokku.ssh import connect
+
+    def one_connection():
+        with connect(target) as connection:
+            for _ in range(20):
+                connection.run(commands.version())
+
+    def connection_each():
+        for _ in range(20):
+            with connect(target) as connection:
+                connection.run(commands.version())
+
+    return _median(one_connection), _median(connection_each)
+
+
+def enqueue_latency(sshd, workdir: Path) -> list[float]:
+    """Seconds from the enqueuing commit to the first command's start, one operation at a time."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from intercity import create_app
+    from intercity.extensions import db
+    from intercity.models import App, CommandRun, Operation, Server
+    from intercity.models.base import utcnow
+    from intercity.services.operations import request_operation
+
+    database = f"sqlite:///{workdir / 'bench.sqlite'}"
+    queue = f"bench-dokku-{os.getpid()}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database, **KEYS, "REDIS_URL": REDIS_URL,
+                      "JOBS_IN_PROCESS": False, "JOBS_QUEUE": queue})
+    env = {**os.environ, "DATABASE_URL": database, "REDIS_URL": REDIS_URL, "INTERCITY_QUEUE": queue, **KEYS,
+           "INTERCITY_INSTANCE_PATH": str(workdir / "worker-instance")}
+    worker = None
+    with app.app_context():
+        with contextlib.redirect_stderr(io.StringIO()):  # Alembic's progress lines
+            upgrade()
+        server = Server(name="bench", host=sshd.host, port=sshd.port, ssh_user="root", status="ready",
+                        host_key_type=sshd.host_key_type, host_key_fingerprint=sshd.host_key_fingerprint,
+                        dokku_version="0.38.27")
+        server.generate_key_pair()
+        db.session.add(server)
+        db.session.add(App(server=server, name="bench"))
+        db.session.commit()
+        sshd.authorize("root", server.public_key)
+        target = db.session.scalar(select(App).where(App.name == "bench"))
+        log = open(workdir / "worker.log", "wb")
+        worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            from redis import Redis
+            from rq import Queue, Worker
+
+            rq = Queue(queue, connection=Redis.from_url(REDIS_URL))
+            deadline = time.monotonic() + 30
+            while Worker.count(queue=rq) < 1:
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise RuntimeError("the worker did not start: " + (workdir / "worker.log").read_text())
+                time.sleep(0.1)
+            latencies = []
+            for _ in range(REPEAT + 1):  # the first one warms the worker up and is not counted
+                target = db.session.get(App, target.id)
+                op = request_operation("app.refresh", server=target.server, app=target)
+                enqueued = utcnow()
+                db.session.commit()
+                op_id = op.id
+                while True:
+                    db.session.commit()
+                    db.session.expire_all()
+                    done = db.session.get(Operation, op_id)
+                    if done.status in ("succeeded", "failed"):
+                        break
+                    time.sleep(0.02)
+                if done.status != "succeeded":
+                    raise RuntimeError(f"app.refresh failed: {done.reason}")
+                first = db.session.scalar(select(CommandRun.started_at).where(CommandRun.operation_id == op_id)
+                                          .order_by(CommandRun.position).limit(1))
+                latencies.append((first - enqueued).total_seconds())
+                time.sleep(0.5)  # idle again
+            return latencies[1:]
+        finally:
+            worker.terminate()
+            worker.wait(15)
+            log.close()
+            from redis import Redis
+            from rq import Queue
+
+            Queue(queue, connection=Redis.from_url(REDIS_URL)).empty()
+            db.session.remove()
+            db.engine.dispose()
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from intercity import crypto
+    from intercity.dokku.ssh import HostKey, Target
+    from tests.support.sshd import SshServer
+
+    print(f"Dokku layer benchmark: loopback OpenSSH + Dokku double, median of {REPEAT}; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"{_ssh_version()}")
+    with tempfile.TemporaryDirectory(prefix="intercity-bench-dokku-") as tmp:
+        workdir = Path(tmp)
+        os.environ.setdefault("INTERCITY_INSTANCE_PATH", str(workdir / "instance"))
+        with SshServer(workdir / "sshd") as sshd:
+            private_key, public_key = crypto.generate_ssh_key("bench")
+            sshd.authorize("root", public_key)
+            target = Target(host=sshd.host, port=sshd.port, user="root", private_key=private_key,
+                            pinned=HostKey(sshd.host_key_type, sshd.host_key_fingerprint))
+
+            old, new = env_vars(target, sshd.dokku)
+            ratio = old / new
+            print(f"  {VARIABLES} env vars, intercity-next way ({VARIABLES} connections x 1 config:set): {_ms(old)}")
+            print(f"  {VARIABLES} env vars, panel way (1 connection, 1 encoded config:set):        {_ms(new)}")
+            verdict = "OK" if ratio >= TARGET_RATIO else "MISSED"
+            print(f"  ratio: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x) {verdict}")
+
+            one, each = many_commands(target)
+            print(f"  20 commands over one connection: {_ms(one)} ({_ms(one / 20)} each)")
+            print(f"  20 commands, a connection each:  {_ms(each)} ({_ms(each / 20)} each); {each / one:.1f}x slower")
+
+            latencies = enqueue_latency(sshd, workdir)
+            print(f"  enqueue -> first command on an idle worker: median {_ms(statistics.median(latencies))}, "
+                  f"min {_ms(min(latencies))}, max {_ms(max(latencies))} (includes the SSH connection)")
+
+
+def _ssh_version() -> str:
+    result = subprocess.run(["/usr/sbin/sshd", "-V"], capture_output=True, text=True)
+    return (result.stderr or result.stdout).strip().split(",")[0] or "OpenSSH"
+
+
+if __name__ == "__main__":
+    main()

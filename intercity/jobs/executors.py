@@ -1,0 +1,499 @@
+"""One function per operation kind: read the desired state now, run dokku commands, record each run.
+
+Executors receive an `OperationContext`. `ctx.run(command)` opens the operation's single SSH
+connection on first use, runs the command, appends its redacted `CommandRun` (committed at once,
+so the timeline shows progress), and raises the `DokkuError` the output amounts to. No database
+transaction stays open while the network is used: every run commits before it starts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from flask import current_app
+from sqlalchemy import select
+
+from intercity import validation
+from intercity.audit.capture import record_event
+from intercity.audit.rules import Scope
+from intercity.dokku import commands, parsers, ssh
+from intercity.dokku.commands import Command, DokkuVersion
+from intercity.dokku.parsers import DokkuError
+from intercity.dokku.transcript import NOT_STORED, Redactor, display_argv, stored_stream
+from intercity.extensions import db
+from intercity.models import App, CommandRun, DeployKey, Domain, EnvVar, Operation, Server
+from intercity.models.base import utcnow
+from intercity.validation import ValidationError
+
+log = logging.getLogger(__name__)
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class OperationError(Exception):
+    """The operation cannot go on; `message` is for people and holds no secret."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class LockLost(OperationError):
+    pass
+
+
+class ConnectionPool:
+    """Connections a drain keeps between operations of its scope, reused only for an identical target.
+
+    An operation uses one connection for all its commands; the next operation of the same
+    scope reuses it when server, user, key and pinned host key are unchanged (a burst of
+    changes to one app then costs one handshake). Any SSH failure discards it.
+    """
+
+    def __init__(self):
+        self._target: ssh.Target | None = None
+        self._connection: ssh.Connection | None = None
+
+    def get(self, target: ssh.Target) -> ssh.Connection | None:
+        connection = self._connection
+        if connection is not None and target == self._target and connection.transport is not None \
+                and connection.transport.is_active():
+            return connection
+        self.close()
+        return None
+
+    def keep(self, target: ssh.Target, connection: ssh.Connection) -> None:
+        if connection is not self._connection:
+            self.close()
+        self._target, self._connection = target, connection
+
+    def get_current(self) -> ssh.Connection | None:
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._target = self._connection = None
+
+
+class OperationContext:
+    """What an executor needs: the operation's facts, the connection, the redactor, warnings."""
+
+    def __init__(self, op: Operation, lock=None, pool: ConnectionPool | None = None):
+        self.pool = pool or ConnectionPool()
+        self._owns_pool = pool is None
+        self.op_id = op.id
+        self.kind = op.kind
+        self.payload = op.data
+        self.server_id = op.server_id
+        self.server_name = op.server_name
+        self.app_id = op.app_id
+        self.app_name = op.app_name
+        self.lock = lock
+        self.config = current_app.config
+        self.warnings: list[str] = []
+        self.connection: ssh.Connection | None = None
+        self._version: DokkuVersion | None = None
+        self.position = db.session.scalar(
+            select(CommandRun.position).where(CommandRun.operation_id == op.id)
+            .order_by(CommandRun.position.desc()).limit(1))
+        self.position = 0 if self.position is None else self.position + 1
+        self.redactor = Redactor(self._known_secrets())
+
+    # -- desired state --
+
+    def _known_secrets(self) -> list[str]:
+        """Every current env value of the app (or, for server work, of every app on the server)."""
+        query = select(EnvVar).join(App, EnvVar.app_id == App.id)
+        if self.app_id is not None:
+            query = query.where(App.id == self.app_id)
+        else:
+            query = query.where(App.server_id == self.server_id)
+        return [var.value for var in db.session.scalars(query)]
+
+    def server(self) -> Server:
+        server = db.session.get(Server, self.server_id) if self.server_id is not None else None
+        if server is None:
+            raise OperationError(f"The server {self.server_name} was removed from the panel before this could run.")
+        return server
+
+    def app(self) -> App:
+        app = db.session.get(App, self.app_id) if self.app_id is not None else None
+        if app is None:
+            raise OperationError(f"The app {self.app_name} was removed from the panel before this could run.")
+        return app
+
+    def warn(self, message: str) -> None:
+        message = self.redactor.redact(message)
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    # -- the connection --
+
+    def connect(self) -> ssh.Connection:
+        server = self.server()
+        if server.status == "host_key_mismatch" and self.kind != "server.check":
+            raise OperationError(
+                f"Work on {server.name} is stopped: it presented a host key other than the pinned one. An admin "
+                "must check the server and accept the new key on the server's page first."
+            )
+        pinned = None
+        if server.host_key_type and server.host_key_fingerprint:
+            pinned = ssh.HostKey(server.host_key_type, server.host_key_fingerprint)
+        try:
+            private_key = server.private_key
+        except RuntimeError as error:  # the encryption key changed: say so, it names no secret
+            raise OperationError(str(error)) from None
+        target = ssh.Target(
+            host=server.host, port=server.port, user=server.ssh_user, private_key=private_key,
+            pinned=pinned, expected_fingerprint=server.expected_host_key_fingerprint,
+            may_pin=self.kind == "server.check", connect_timeout=self.config["SSH_CONNECT_TIMEOUT"],
+            command_timeout=self.config["SSH_COMMAND_TIMEOUT"], label=server.name,
+        )
+        db.session.commit()  # never hold a transaction across the network
+        reused = self.pool.get(target)
+        if reused is not None:
+            self.connection = reused
+            return reused
+        try:
+            self.connection = ssh.connect(target, retries=self.config["SSH_RETRIES"],
+                                          backoff=self.config.get("SSH_RETRY_BACKOFF", 2.0))
+        except ssh.HostKeyMismatch as error:
+            self._record_mismatch(error)
+            raise
+        if pinned is None and self.kind == "server.check":
+            self._pin(self.connection.host_key)
+        else:
+            self.pool.keep(target, self.connection)
+        return self.connection
+
+    def _pin(self, key: ssh.HostKey) -> None:
+        """Trust on first use, after a successful login: audited as server.host_key_pinned."""
+        server = self.server()
+        server.host_key_type = key.type
+        server.host_key_fingerprint = key.fingerprint
+        db.session.commit()
+
+    def _record_mismatch(self, error: ssh.HostKeyMismatch) -> None:
+        server = self.server()
+        seen = error.seen
+        server.seen_host_key_type = seen.type if seen else None
+        server.seen_host_key_fingerprint = seen.fingerprint if seen else None
+        server.status = "host_key_mismatch"
+        server.status_message = error.message
+        server.last_checked_at = utcnow()
+        record_event(
+            db.session, "server.host_key_mismatch", scope=Scope(server_id=server.id, server_name=server.name),
+            target_type="server", target_id=server.id, target_label=server.name, operation_id=self.op_id,
+            diff={"host_key_type": [server.host_key_type, seen.type if seen else None],
+                  "host_key_fingerprint": [error.expected, seen.fingerprint if seen else None]},
+        )
+        db.session.commit()
+
+    def close(self, failed: BaseException | None = None) -> None:
+        """Done with the operation: a connection in doubt (an SSH failure) is not kept for the next one."""
+        if self.connection is None:
+            return
+        pooled = self.pool.get_current() is self.connection
+        if not pooled:
+            self.connection.close()
+        elif self._owns_pool or isinstance(failed, ssh.SshError):
+            self.pool.close()
+        self.connection = None
+
+    # -- running commands --
+
+    def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
+        if self.connection is None:
+            self.connect()
+        if self.lock is not None and self.lock.lost:
+            raise LockLost("The worker lost its lock on this queue (Redis expired it), so it stopped before the "
+                           "next command. Retry to apply the current settings.")
+        db.session.commit()
+        self.redactor.add(*command.secrets)
+        failure: ssh.SshError | None = None
+        try:
+            result = self.connection.run(command)
+        except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
+            failure, result = error, error.result
+        self._record(command, result, store_stdout)
+        if failure is not None:
+            raise failure
+        if result.exit_code is None:
+            raise OperationError(f"dokku {command.kind} {result.error}.")
+        for warning in parsers.check(command, result.exit_code, result.out, result.err):
+            self.warn(warning)
+        return result
+
+    def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool) -> None:
+        stdout = stored_stream(result.stdout, self.redactor)
+        if not store_stdout and result.stdout.total:
+            stdout = NOT_STORED
+        db.session.add(CommandRun(
+            operation_id=self.op_id, position=self.position, server_name=self.server_name,
+            argv=display_argv(command, sudo=self.connection.target.sudo), exit_code=result.exit_code,
+            stdout=stdout,
+            stderr=stored_stream(result.stderr, self.redactor), error=result.error,
+            started_at=result.started_at, finished_at=result.finished_at,
+        ))
+        db.session.commit()
+        self.position += 1
+
+    # -- helpers shared by executors --
+
+    @property
+    def version(self) -> DokkuVersion:
+        """The server's Dokku version: as the last connection test read it, or read now."""
+        if self._version is None:
+            stored = self.server().dokku_version
+            if stored:
+                self._version = DokkuVersion.parse(stored)
+            else:
+                self._version = parsers.parse_version(self.run(commands.version()).out)
+                self.server().dokku_version = str(self._version)
+                db.session.commit()
+        return self._version
+
+    def list_keys(self) -> list[dict]:
+        """ssh-keys:list as JSON, or as text when Dokku's unescaped JSON does not parse."""
+        try:
+            return parsers.parse_ssh_keys_list(self.run(commands.ssh_keys_list(True)).out, True)
+        except parsers.UnparseableOutput:
+            return parsers.parse_ssh_keys_list(self.run(commands.ssh_keys_list(False)).out, False)
+
+    def store_remote_keys(self, keys: list[dict]) -> None:
+        server = self.server()
+        server.remote_keys = json.dumps(keys, sort_keys=True)
+        server.remote_keys_checked_at = utcnow()
+        db.session.commit()
+
+
+def _json_ps_report(version: DokkuVersion) -> bool:
+    # The 0.38 reports document JSON keys for ps:report; older ones are read as text.
+    return version >= DokkuVersion(0, 38, 0)
+
+
+# --- server-level work --------------------------------------------------------------
+
+
+def server_check(ctx: OperationContext) -> None:
+    try:
+        found = parsers.parse_version(ctx.run(commands.version()).out)
+        ctx._version = found
+        keys = ctx.list_keys()
+    except (ssh.SshError, DokkuError, OperationError) as error:
+        server = ctx.server()
+        # A changed host key stays the server's state until a check gets through with the pinned key.
+        if not isinstance(error, ssh.HostKeyMismatch) and server.status != "host_key_mismatch":
+            server.status = getattr(error, "server_status", "error")
+            server.status_message = ctx.redactor.redact(error.message)
+        server.last_checked_at = utcnow()
+        if isinstance(error, parsers.UnsupportedVersion):
+            server.dokku_version = str(error.version)
+        db.session.commit()
+        raise
+    server = ctx.server()
+    server.dokku_version = str(found)
+    server.remote_keys = json.dumps(keys, sort_keys=True)
+    server.remote_keys_checked_at = utcnow()
+    server.status = "ready"
+    server.status_message = f"Connected as {server.ssh_user}; Dokku {found}."
+    server.seen_host_key_type = None
+    server.seen_host_key_fingerprint = None
+    server.last_checked_at = utcnow()
+    db.session.commit()
+
+
+def server_refresh_keys(ctx: OperationContext) -> None:
+    ctx.store_remote_keys(ctx.list_keys())
+
+
+def server_import(ctx: OperationContext) -> None:
+    server = ctx.server()
+    server_id = server.id
+    in_panel = set(db.session.scalars(select(App.name).where(App.server_id == server_id)))
+    wanted = ctx.payload.get("apps")
+    json_list = ctx.version.json_apps_list
+    on_server = parsers.parse_apps_list(ctx.run(commands.apps_list(json_list)).out, json_list)
+    names = on_server
+    if wanted is not None:
+        for name in wanted:
+            if name not in on_server:
+                ctx.warn(f"{name} is not on the server, so it was not imported.")
+            elif name in in_panel:
+                ctx.warn(f"{name} is already in the panel.")
+        names = [name for name in on_server if name in wanted]
+    json_domains = ctx.version.json_domains_report
+    for name in names:
+        if name in in_panel:
+            continue
+        try:
+            validation.app_name(name, legacy=True)
+        except ValidationError:
+            ctx.warn(f"{name} was not imported: the panel cannot manage an app with that name.")
+            continue
+        exported = ctx.run(commands.config_export_json(name), store_stdout=False)
+        env = parsers.parse_config_export_json(exported.out)
+        ctx.redactor.add(*env.values())
+        hosts = parsers.parse_domains(ctx.run(commands.domains_report(name, json_domains)).out, json_domains)
+        app = App(server=ctx.server(), name=name, imported=True, status="active")
+        db.session.add(app)
+        for key in sorted(env):
+            try:
+                validation.env_key(key)
+            except ValidationError:
+                ctx.warn(f"{name}: the variable {key!r} was not imported, its name is not valid.")
+                continue
+            var = EnvVar(app=app, key=key)
+            var.value = env[key]
+            db.session.add(var)
+        for host in dict.fromkeys(hosts):
+            try:
+                hostname = validation.domain(host)
+            except ValidationError:
+                ctx.warn(f"{name}: the domain {host} was not imported, it is not a valid hostname.")
+                continue
+            db.session.add(Domain(app=app, hostname=hostname))
+        db.session.commit()  # one app at a time: what was imported stays if a later app fails
+        in_panel.add(name)
+
+
+def deploy_keys_apply(ctx: OperationContext) -> None:
+    server_id = ctx.server().id
+    listed = ctx.list_keys()
+    on_server = {key["fingerprint"] for key in listed}
+
+    def panel_key(name: str) -> DeployKey | None:
+        return db.session.scalar(select(DeployKey).where(DeployKey.server_id == server_id, DeployKey.name == name))
+
+    for removal in ctx.payload.get("remove", []):
+        name, fingerprint = removal.get("name"), removal.get("fingerprint")
+        current = panel_key(name) if name else None
+        if current is not None and current.fingerprint == fingerprint:
+            continue  # added back since: it stays
+        if fingerprint and fingerprint not in on_server:
+            continue  # already gone
+        if removal.get("adopted") or not name:
+            # Adopted keys keep names Dokku never validated: remove them by fingerprint.
+            ctx.run(commands.ssh_keys_remove_fingerprint(fingerprint))
+        else:
+            ctx.run(commands.ssh_keys_remove(name))
+    for name in ctx.payload.get("add", []):
+        key = panel_key(name)
+        if key is None:
+            continue  # removed from the panel since it was requested
+        if key.fingerprint in on_server:
+            continue
+        line = key.public_key
+        ctx.run(commands.ssh_keys_add(name, line))
+    ctx.store_remote_keys(ctx.list_keys())
+
+
+# --- app-level work -----------------------------------------------------------------
+
+
+def app_create(ctx: OperationContext) -> None:
+    name = ctx.app().name
+    try:
+        ctx.run(commands.apps_create(name))
+    except parsers.AppAlreadyExists:
+        ctx.warn(f"{name} already existed on the server; the panel manages it now.")
+
+
+def app_destroy(ctx: OperationContext) -> None:
+    name = ctx.app().name
+    try:
+        ctx.run(commands.apps_destroy(name))
+    except parsers.AppMissing:
+        ctx.warn(f"{name} was already gone from the server.")
+    app = ctx.app()
+    db.session.delete(app)  # env vars and domains go with it, each with its own entry
+    db.session.commit()
+
+
+def app_restart(ctx: OperationContext) -> None:
+    ctx.run(commands.ps_restart(ctx.app().name))
+
+
+def app_refresh(ctx: OperationContext) -> None:
+    name = ctx.app().name
+    json_format = _json_ps_report(ctx.version)
+    report = parsers.parse_ps_report(ctx.run(commands.ps_report(name, json_format)).out, json_format)
+    app = ctx.app()
+    app.ps_status = json.dumps({"deployed": report.deployed, "running": report.running,
+                                "processes": report.processes}, sort_keys=True)
+    app.ps_checked_at = utcnow()
+    db.session.commit()
+
+
+def env_apply(ctx: OperationContext) -> None:
+    app = ctx.app()
+    name = app.name
+    requested = list(dict.fromkeys([*ctx.payload.get("set", []), *ctx.payload.get("unset", [])]))
+    current = {var.key: var.value for var in db.session.scalars(
+        select(EnvVar).where(EnvVar.app_id == app.id, EnvVar.key.in_(requested)))}
+    # The desired state decides, not the request: a key set since is set, one removed since is unset.
+    to_set = {key: current[key] for key in requested if key in current}
+    to_unset = [key for key in requested if key not in current]
+    restart = bool(ctx.payload.get("restart", True))
+    if not requested:
+        return
+    work: list[Command] = []
+    if to_set:
+        work += commands.config_set(name, to_set, restart=restart and not to_unset)
+    if to_unset:
+        work.append(commands.config_unset(name, to_unset, restart=restart))
+    for command in work:
+        ctx.run(command)
+    # Read back (never stored) and compare: Dokku writes integer-looking values as numbers.
+    stored = parsers.parse_config_export_json(ctx.run(commands.config_export_json(name), store_stdout=False).out)
+    for key in parsers.readback_mismatches(to_set, stored):
+        if key not in stored:
+            ctx.warn(f"Dokku does not list {key} after setting it.")
+        elif _INTEGER.fullmatch(to_set[key]):
+            ctx.warn(f"Dokku stored a different value for {key} (it writes integer-looking values as numbers).")
+        else:
+            ctx.warn(f"Dokku stored a different value for {key}.")
+    for key in to_unset:
+        if key in stored:
+            ctx.warn(f"{key} is still set on the server after config:unset.")
+
+
+def domains_apply(ctx: OperationContext) -> None:
+    app = ctx.app()
+    name = app.name
+    wanted = set(db.session.scalars(select(Domain.hostname).where(Domain.app_id == app.id)))
+    add = [host for host in ctx.payload.get("add", []) if host in wanted]
+    remove = {host for host in ctx.payload.get("remove", []) if host not in wanted}
+    if add:
+        ctx.run(commands.domains_add(name, add))
+    if remove:
+        # domains:remove treats its argument as a regex: set what remains instead.
+        json_format = ctx.version.json_domains_report
+        present = parsers.parse_domains(ctx.run(commands.domains_report(name, json_format)).out, json_format)
+        remaining = [host for host in present if host not in remove]
+        if remaining != present:
+            ctx.run(commands.domains_set(name, remaining) if remaining else commands.domains_clear(name))
+
+
+EXECUTORS = {
+    "server.check": server_check,
+    "server.import": server_import,
+    "server.refresh_keys": server_refresh_keys,
+    "deploy_keys.apply": deploy_keys_apply,
+    "app.create": app_create,
+    "app.destroy": app_destroy,
+    "app.restart": app_restart,
+    "app.refresh": app_refresh,
+    "env.apply": env_apply,
+    "domains.apply": domains_apply,
+}
+
+
+def failure_reason(error: BaseException) -> str:
+    """A sentence for people; unexpected errors are logged, not shown (they might quote a secret)."""
+    if isinstance(error, (DokkuError, ssh.SshError, OperationError, ValidationError)):
+        return error.message
+    log.error("operation failed unexpectedly", exc_info=error)
+    return f"The panel hit an unexpected error ({error.__class__.__name__}); it has been logged."

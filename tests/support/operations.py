@@ -1,0 +1,69 @@
+"""Helpers for tests that apply operations through the in-process runner (see tests/support/ssh_fixtures.py).
+
+They change rows the way the services do (rows plus `request_operation`), commit, and wait
+for the runner, so a test reads the finished operation and its command runs.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from intercity.extensions import db
+from intercity.models import App, CommandRun, EnvVar, Operation
+from intercity.services.operations import request_operation
+from tests.support.ssh_fixtures import wait_for_operations
+
+# Everything a shell, xargs or Dokku's parsing could mangle, and a value at the size limit.
+AWKWARD = {
+    "QUOTES": "he said \"hi\" & 'bye'",
+    "SUBSHELL": "$(touch /tmp/pwned) ${HOME} $HOME",
+    "BACKTICKS": "`id -u` `whoami`",
+    "NEWLINES": "line one\nline two\r\n\ttabbed\n",
+    "EQUALS": "a=b=c==",
+    "SPACES": "  leading and trailing  ",
+    "UNICODE": "ünïcødé ✓ 🚀 日本語",
+    "BACKSLASH_MIDDLE": "C:\\path\\to\\x and more",
+    "SEMICOLON": "x; rm -rf / ; echo done | cat && true || false",
+    "HUGE": ("0123456789abcdef" * 4096),  # 64 KiB
+    "ALSO_BIG": "ü" * 8192,  # 16 KiB more: the two cannot share one command line
+}
+
+
+def settle(app) -> None:
+    """Let the runner finish, then read fresh rows."""
+    wait_for_operations(app)
+    db.session.commit()
+    db.session.expire_all()
+
+
+def run_op(app, kind, *, server, user, target=None, payload=None) -> Operation:
+    op = request_operation(kind, server=server, app=target, payload=payload, requested_by=user)
+    db.session.commit()
+    op_id = op.id
+    settle(app)
+    return db.session.get(Operation, op_id)
+
+
+def set_env(app_row: App, **values) -> list[str]:
+    for key, value in values.items():
+        var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == app_row.id, EnvVar.key == key))
+        if var is None:
+            var = EnvVar(app=app_row, key=key)
+            db.session.add(var)
+        var.value = value
+    db.session.flush()
+    return list(values)
+
+
+def apply_env(app, app_row, user, *, restart=False, unset=(), **values) -> Operation:
+    keys = set_env(app_row, **values)
+    return run_op(app, "env.apply", server=app_row.server, user=user, target=app_row,
+                  payload={"set": keys, "unset": list(unset), "restart": restart})
+
+
+def runs(op: Operation) -> list[CommandRun]:
+    return list(db.session.scalars(select(CommandRun).where(CommandRun.operation_id == op.id)
+                                   .order_by(CommandRun.position)))
+
+
+def argvs(op: Operation) -> list[list[str]]:
+    return [run.argv_list for run in runs(op)]

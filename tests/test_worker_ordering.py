@@ -1,0 +1,281 @@
+"""Real `python worker.py` processes on real Redis: ordering, dead workers, lost jobs and the stall report.
+
+These run on PostgreSQL only: the workers are separate processes that share the test's
+database, which is what a team's deployment looks like.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Queue, Worker
+from sqlalchemy import select, update
+
+from intercity.extensions import db
+from intercity.jobs import locks
+from intercity.jobs.runner import sweep
+from intercity.models import CommandRun, EnvVar, Operation
+from intercity.models.base import utcnow
+from intercity.services.operations import request_operation, retry
+from tests.support.builders import make_app
+from tests.support import databases
+from tests.support.operations import set_env
+
+pytestmark = [pytest.mark.ssh, pytest.mark.postgresql_only]
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCK_TTL = 2
+
+
+@pytest.fixture
+def jobs_on_redis(redis_queue, app_config):
+    """The app under test enqueues to Redis (a queue of its own) with a short lock TTL."""
+    app_config["JOBS_LOCK_TTL"] = LOCK_TTL
+    return redis_queue
+
+
+class Workers:
+    """`python worker.py` subprocesses configured like the app under test."""
+
+    def __init__(self, app_config, database_url, redis_url, queue, tmp_path):
+        keys = databases.test_config(database_url)
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "INTERCITY_QUEUE": queue,
+            "SECRET_KEY": keys["SECRET_KEY"], "INTERCITY_ENCRYPTION_KEY": keys["INTERCITY_ENCRYPTION_KEY"],
+            "INTERCITY_INSTANCE_PATH": str(tmp_path / "worker-instance"),
+            "INTERCITY_JOBS_LOCK_TTL": str(LOCK_TTL), "INTERCITY_JOBS_SWEEP_INTERVAL": "1",
+            "INTERCITY_SSH_RETRY_BACKOFF_MS": "50", "INTERCITY_SSH_CONNECT_TIMEOUT": "5",
+        }
+        self.queue = Queue(queue, connection=Redis.from_url(redis_url))
+        self.logs = tmp_path
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, count: int = 1) -> list[subprocess.Popen]:
+        started = []
+        for _ in range(count):
+            log = open(self.logs / f"worker-{len(self.processes)}.log", "wb")
+            process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=self.env,
+                                       stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            self.processes.append(process)
+            started.append(process)
+        deadline = time.monotonic() + 30
+        while Worker.count(queue=self.queue) < len([p for p in self.processes if p.poll() is None]):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in started):
+                raise AssertionError("workers did not start:\n" + self.output())
+            time.sleep(0.1)
+        return started
+
+    def kill(self, process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def output(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.logs.glob("worker-*.log")))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(jobs_on_redis, app_config, database_url, redis_url, tmp_path):
+    pool = Workers(app_config, database_url, redis_url, jobs_on_redis, tmp_path)
+    yield pool
+    pool.stop()
+
+
+def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        db.session.commit()
+        db.session.expire_all()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
+        time.sleep(0.1)
+
+
+def test_two_workers_apply_fifty_alternating_changes_in_order(jobs_on_redis, app, admin, dokku, dokku_server,
+                                                             workers):
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    workers.start(2)
+    ids = []
+    for n in range(50):
+        value = f"{'blue' if n % 2 == 0 else 'green'}-{n}"
+        set_env(web, COLOUR=value)
+        op = request_operation("env.apply", server=dokku_server, app=web, requested_by=admin,
+                               payload={"set": ["COLOUR"], "unset": [], "restart": False})
+        db.session.commit()  # each change is its own request, enqueued after its commit
+        ids.append(op.id)
+
+    def finished():
+        ops = db.session.scalars(select(Operation).where(Operation.id.in_(ids)).order_by(Operation.id)).all()
+        return ops if all(op.status in ("succeeded", "failed") for op in ops) else None
+
+    ops = wait_until(finished, 180, "50 operations to finish", workers.output)
+    assert [op.status for op in ops] == ["succeeded"] * 50, [op.reason for op in ops if op.reason]
+    assert dokku.env("web") == {"COLOUR": b"green-49"}
+    # One at a time, in the order they were requested.
+    for earlier, later in zip(ops, ops[1:]):
+        assert earlier.finished_at <= later.started_at
+    # Both processes took jobs from the queue (most found the scope busy and left it to the holder).
+    counts = [w.successful_job_count for w in Worker.all(queue=workers.queue)]
+    assert len(counts) == 2 and all(counts), counts
+
+
+def test_worker_killed_mid_operation_is_failed_by_the_sweeper_and_retry_succeeds(
+        jobs_on_redis, app, member, dokku, dokku_server, workers):
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    dokku.hang("config:export", 6)  # the read-back, after config:set ran and was recorded
+    (victim,) = workers.start(1)
+    set_env(web, KEY="kept-value")
+    op = request_operation("env.apply", server=dokku_server, app=web, requested_by=member,
+                           payload={"set": ["KEY"], "unset": [], "restart": False})
+    db.session.commit()
+    op_id = op.id
+    wait_until(lambda: any(c["command"] == "config:export" for c in dokku.calls()), 30, "the read-back to start",
+               workers.output)
+    hang_started = time.monotonic()
+    workers.kill(victim)
+    assert db.session.get(Operation, op_id).status == "running"
+    dokku.clear_faults()
+
+    workers.start(1)  # its sweeper finds the running operation whose lock has expired
+    failed = wait_until(lambda: (o := db.session.get(Operation, op_id)).status == "failed" and o, 30,
+                        "the sweeper", workers.output)
+    assert failed.reason.startswith("The worker applying this operation stopped before it finished")
+    (config_set,) = db.session.scalars(select(CommandRun).where(CommandRun.operation_id == op_id))
+    assert config_set.exit_code == 0 and config_set.argv_list[:3] == ["dokku", "--quiet", "config:set"]
+    assert db.session.scalar(select(EnvVar.id).where(EnvVar.key == "KEY")) is not None  # desired state kept
+
+    again = retry(failed, member)
+    db.session.commit()
+    again_id = again.id
+    done = wait_until(lambda: (o := db.session.get(Operation, again_id)).status in ("succeeded", "failed") and o,
+                      30, "the retry", workers.output)
+    assert (done.status, done.reason) == ("succeeded", None)
+    assert dokku.env("web") == {"KEY": b"kept-value"}
+    # The killed worker's hung command is still sleeping on the server; let it end before the next test.
+    time.sleep(max(0.0, hang_started + 6.5 - time.monotonic()))
+
+
+def test_sweeper_reenqueues_queued_work_whose_job_was_lost(jobs_on_redis, app, admin, dokku_server):
+    web = make_app(dokku_server, name="web")
+    op = request_operation("app.restart", server=dokku_server, app=web, requested_by=admin)
+    db.session.commit()
+    queue = Queue(jobs_on_redis, connection=Redis.from_url(app.config["REDIS_URL"]))
+    assert queue.count == 1  # enqueued after commit
+    queue.empty()  # Redis lost it (flushed, restarted without persistence)
+    db.session.execute(update(Operation).where(Operation.id == op.id)
+                       .values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+
+    assert sweep() == {"failed": [], "requeued": [f"app:{web.id}"]}
+    assert [job.args for job in queue.get_jobs()] == [(f"app:{web.id}",)]
+    assert sweep() == {"failed": [], "requeued": []}  # a job is waiting: not enqueued twice
+
+
+def test_a_scope_drained_elsewhere_is_left_to_its_holder(jobs_on_redis, app, admin, dokku, dokku_server):
+    from intercity.jobs.runner import drain
+
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    op = request_operation("app.refresh", server=dokku_server, app=web, requested_by=admin)
+    db.session.commit()
+    holder = locks.scope_lock(op.scope)
+    assert holder.acquire()
+    try:
+        drain(op.scope)  # returns at once: the holder re-checks after releasing
+        assert db.session.get(Operation, op.id).status == "queued" and dokku.calls() == []
+        assert locks.scope_locked(op.scope)
+    finally:
+        holder.release()
+    drain(op.scope)
+    db.session.expire_all()
+    assert db.session.get(Operation, op.id).status == "succeeded"
+
+
+def test_healthz_and_every_page_report_a_stalled_queue(jobs_on_redis, app, admin, dokku_server, client):
+    web = make_app(dokku_server, name="web")
+    assert client.get("/healthz").get_json()["jobs"]["state"] == "ok"
+    assert "No worker has picked up" not in client.get("/login").get_data(as_text=True)
+
+    op = request_operation("app.restart", server=dokku_server, app=web, requested_by=admin)
+    db.session.commit()
+    db.session.execute(update(Operation).where(Operation.id == op.id)
+                       .values(created_at=utcnow() - timedelta(minutes=2)))
+    db.session.commit()
+
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    jobs = response.get_json()["jobs"]
+    assert (jobs["state"], jobs["stalled"], jobs["workers"]) == ("stalled", 1, 0)
+    assert "1 operation(s) queued for over a minute" in jobs["detail"]
+    assert response.get_json()["status"] == "degraded"
+    assert "No worker has picked up queued operations for over a minute" in client.get("/login").get_data(as_text=True)
+
+    # A worker that is busy (it started something a moment ago) is consuming: no stall.
+    other = request_operation("app.refresh", server=dokku_server, app=web, requested_by=admin)
+    db.session.commit()
+    db.session.execute(update(Operation).where(Operation.id == other.id)
+                       .values(status="running", started_at=utcnow(), heartbeat_at=utcnow()))
+    db.session.commit()
+    assert client.get("/healthz").get_json()["jobs"]["state"] == "ok"
+
+
+def test_the_lock_outlives_a_run_of_short_operations(jobs_on_redis, app, admin, dokku, dokku_server):
+    """Each operation is shorter than a heartbeat interval; together they take longer than the lock's TTL."""
+    import threading
+
+    from intercity.jobs.runner import drain
+
+    app.config["JOBS_LOCK_TTL"] = 1
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    ids = []
+    for n in range(10):
+        ids.append(request_operation("app.refresh", server=dokku_server, app=web, requested_by=admin).id)
+        db.session.commit()
+    scope = f"app:{web.id}"
+    samples: list[bool] = []
+    done = threading.Event()
+
+    def watch():
+        with app.app_context():
+            while not done.is_set():
+                samples.append(locks.scope_locked(scope))
+                time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        drain(scope)
+    finally:
+        done.set()
+        watcher.join()
+    assert time.monotonic() - started > 1.5  # longer than the TTL
+    held = samples[samples.index(True):]
+    assert all(held[:-2]), "the lock lapsed while the drain held it"
+    db.session.expire_all()
+    assert [db.session.get(Operation, i).status for i in ids] == ["succeeded"] * 10
