@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from intercity.audit.actor import Actor, acting_as
 from intercity.audit.capture import record_event
@@ -203,8 +203,9 @@ def stalled_operations() -> int:
     ) or 0
     if not waiting:
         return 0
+    # Starting, heartbeating and finishing all touch updated_at (indexed), so one range scan of the
+    # last minute tells whether any worker did anything; queued rows are new requests, not work.
     recent = db.session.scalar(
-        select(func.count(Operation.id)).where(or_(Operation.started_at >= cutoff, Operation.finished_at >= cutoff,
-                                                   Operation.heartbeat_at >= cutoff))
-    ) or 0
-    return 0 if recent else waiting
+        select(Operation.id).where(Operation.updated_at >= cutoff, Operation.status != "queued").limit(1)
+    )
+    return 0 if recent is not None else waiting

@@ -57,6 +57,7 @@ class Operation(db.Model):
     __table_args__ = (
         Index("ix_operations_scope_status", "scope", "status", "id"),
         Index("ix_operations_status_created", "status", "created_at"),
+        Index("ix_operations_updated_at", "updated_at"),
     )
     __audit__ = AuditRule(
         name="operation",

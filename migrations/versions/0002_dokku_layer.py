@@ -1,4 +1,4 @@
-"""Schema for the dokku layer (placeholder until it needs a change).
+"""An index for telling whether any worker is consuming the queue (the stalled-worker banner).
 
 Revision ID: 0002
 Revises: 0001
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_index("ix_operations_updated_at", "operations", ["updated_at"])
 
 
 def downgrade():
-    pass
+    op.drop_index("ix_operations_updated_at", table_name="operations")
