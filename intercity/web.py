@@ -8,6 +8,7 @@ from functools import wraps
 from flask import Response, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from intercity.extensions import db, login_manager
 
@@ -116,6 +117,14 @@ def init_app(app) -> None:
     app.jinja_env.filters["relative"] = _relative
     app.jinja_env.filters["exact"] = _exact
     app.jinja_env.globals["htmx"] = htmx
+
+    @app.errorhandler(IntegrityError)
+    def _conflict(error):
+        # Two people adding the same name at the same instant: the database keeps one, the other is told.
+        db.session.rollback()
+        message = ("Someone made the same change at the same moment, so yours was not saved. "
+                   "Reload the page to see the current state.")
+        return render_template("error.html", code=409, title="Changed meanwhile", message=message), 409
 
     for code, title in ((400, "Bad request"), (403, "Not allowed"), (404, "Not found"), (405, "Not allowed"),
                         (429, "Too many attempts"), (500, "Something went wrong")):

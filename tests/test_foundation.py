@@ -164,3 +164,29 @@ def test_bad_settings_get_a_one_line_error(monkeypatch, tmp_path, name, value, m
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         create_app()
+
+
+def test_a_unique_clash_at_commit_is_a_conflict_not_a_crash(app, client, logged_in, member):
+    """Two people creating the same name at once: the loser gets a 409 and nothing half-applied."""
+    from intercity.models import App, Server
+    from tests.support.builders import make_server
+
+    server = make_server(name="race-1")
+    db.session.add(App(server=server, name="api"))
+    db.session.commit()
+    server_id = server.id
+
+    def clash():
+        db.session.add(App(server_id=server_id, name="web"))
+        db.session.flush()
+        db.session.add(App(server_id=server_id, name="api"))
+        db.session.commit()
+
+    app.add_url_rule("/_test/clash", "clash", clash, methods=["POST"])
+    logged_in(member)
+    response = client.post("/_test/clash")
+    assert response.status_code == 409
+    assert "Someone made the same change at the same moment" in response.get_data(as_text=True)
+    db.session.rollback()
+    names = db.session.scalars(select(App.name).where(App.server_id == server_id)).all()
+    assert names == ["api"]
