@@ -34,6 +34,11 @@ def configure_engine(engine) -> None:
         connection.exec_driver_sql("BEGIN")
         connection.info["writing"] = False
 
+    @event.listens_for(engine, "savepoint")
+    def _savepoint(connection, name):
+        # Savepoints are taken to write; upgrading later would COMMIT them away (see begin_writing).
+        begin_writing(connection)
+
 
 def begin_writing(connection) -> None:
     """Turn a SQLite transaction into a write transaction before its first write.
@@ -42,7 +47,8 @@ def begin_writing(connection) -> None:
     when another writer committed in between; so the first write ends the read-only part and
     starts BEGIN IMMEDIATE, which waits its turn (busy_timeout). Writers are thereby serialised,
     which also serialises the audit chain head. Later reads see the newest data, as PostgreSQL's
-    READ COMMITTED does.
+    READ COMMITTED does. The restart must happen before any SAVEPOINT, which COMMIT would
+    discard: configure_engine upgrades when a savepoint is taken.
     """
     if connection.dialect.name != "sqlite" or connection.info.get("writing", True):
         return

@@ -1,10 +1,23 @@
 """The hash chain: canonical encoding, the chain-head lock, and verification.
 
-Canonical encoding of an entry (what `hash` covers): a JSON object of the fields in
-HASHED_FIELDS, keys sorted, compact separators (",", ":"), UTF-8, non-ASCII kept as is;
-`created_at` as UTC ISO 8601 with microseconds and a `Z` (2026-01-01T10:00:00.000000Z);
-`diff` as its stored canonical text; `prev_hash` is the previous entry's hash (64 zeros
-for the first). hash = hex SHA-256 of those bytes.
+Canonical encoding of an entry (what `hash` covers), stable across versions and databases:
+
+- a JSON object with exactly these keys (HASHED_FIELDS): seq, created_at, actor_kind,
+  actor_user_id, actor_email, actor_role, actor_os_user, action, category, server_id,
+  server_name, app_id, app_name, target_type, target_id, target_label, diff, request_ip,
+  request_user_agent, request_id, caused_by, operation_id, prev_hash;
+- keys sorted, compact separators (",", ":"), no whitespace, encoded as UTF-8 with non-ASCII
+  characters kept as they are (json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False));
+- seq, actor_user_id, server_id, app_id and operation_id are JSON integers; every other value
+  is a JSON string; a missing value is null;
+- `created_at` in UTC, ISO 8601 with microseconds and a `Z`: 2026-01-01T10:00:00.000000Z;
+- `diff` is the entry's stored text (itself canonical JSON {field: [old, new]}), embedded as a
+  JSON string, so the hashed bytes are exactly what the column holds (text, never JSONB);
+- `prev_hash` is the previous entry's hash (64 zeros for the first entry).
+
+hash = lowercase hex SHA-256 of those bytes. Entries are chained in `seq` order, which is the
+commit order: seq and hash are assigned under the chain lock (lock_head) in the commit that
+writes the entry.
 """
 from __future__ import annotations
 
@@ -13,7 +26,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 GENESIS = "0" * 64
 HASHED_FIELDS = (
@@ -46,18 +59,32 @@ def compute_hash(entry: dict) -> str:
     return hashlib.sha256(canonical(entry)).hexdigest()
 
 
+HEAD_SQL = "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
+
+
 def lock_head(connection) -> tuple[int, str]:
     """Take the chain lock for this transaction and return the head (seq, hash).
 
-    PostgreSQL: a transaction-scoped advisory lock, released by commit or rollback.
+    PostgreSQL: a transaction-scoped advisory lock, released by commit or rollback; the head is
+    read by the next statement, whose READ COMMITTED snapshot is taken after the lock is granted,
+    so it sees the entries of whoever held the lock before. (With psycopg, capture pipelines
+    the same statements with the insert: intercity.audit.capture._append_postgresql.)
     SQLite: the transaction becomes a BEGIN IMMEDIATE write transaction, which holds the write lock.
+    This runs once per committing transaction, so it talks to the driver directly (a tenth of
+    the cost of a Core select).
     """
     from intercity.database import begin_writing
 
     begin_writing(connection)
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": CHAIN_LOCK_ID})
-    return head(connection)
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            cursor.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK_ID})")
+        cursor.execute(HEAD_SQL)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return (int(row[0]), row[1]) if row else (0, GENESIS)
 
 
 def head(connection) -> tuple[int, str]:

@@ -22,9 +22,13 @@ class AuditRule:
     """One model's audit declaration.
 
     `name` prefixes actions (`env_var` -> `env_var.created`); `category` applies to every
-    action unless `classify` says otherwise; `secret` fields never reach an entry;
-    `ignore` fields are operational state whose changes are not entries; `parent` names
-    the relationship whose deletion cascades to this model.
+    action unless `classify` says otherwise; `ignore` fields are operational state whose
+    changes are not entries; `parent` names the relationship whose deletion cascades to this
+    model (the children's entries say `caused_by="app:12"`).
+
+    `secret` values never reach an entry. An update that changes one is still recorded: the
+    diff names the field with "[redacted]" on both sides, unless an audited fingerprint field
+    of the same stem shows the change (`value_encrypted` -> `value_fingerprint`).
     """
 
     name: str
