@@ -670,3 +670,22 @@ def test_bulk_updates_of_operation_status_are_allowed(redis_queue, app):
     db.session.commit()
     assert db.session.scalar(select(Operation.status)) == "failed"
     assert count_entries() == before
+
+
+def test_ids_of_deleted_rows_are_never_handed_out_again(app):
+    """Entries name rows by id after they are gone: a new row must not take a deleted row's id."""
+    from intercity.models import App
+    from tests.support.builders import make_app, make_server
+
+    server = make_server()
+    first = make_app(server, name="first")
+    newest = make_app(server, name="newest")
+    gone_id = newest.id
+    db.session.delete(newest)
+    db.session.commit()
+    replacement = make_app(server, name="replacement")
+    assert replacement.id > gone_id
+    assert first.id < gone_id
+    labels = db.session.scalars(select(AuditEntry.target_label).where(
+        AuditEntry.target_type == "app", AuditEntry.target_id == str(gone_id))).all()
+    assert set(labels) == {"newest"}

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from intercity import crypto
 from intercity.audit.rules import AuditRule, Scope
 from intercity.extensions import db
-from intercity.models.base import UTCDateTime, audited, utcnow
+from intercity.models.base import NEVER_REUSE_IDS, UTCDateTime, audited, utcnow
 
 
 def _app_scope(app: "App") -> Scope:
@@ -18,7 +18,7 @@ def _app_scope(app: "App") -> Scope:
 
 class App(db.Model):
     __tablename__ = "apps"
-    __table_args__ = (UniqueConstraint("server_id", "name"),)
+    __table_args__ = (UniqueConstraint("server_id", "name"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="app",
         category="app",
@@ -50,7 +50,7 @@ class App(db.Model):
 
 class EnvVar(db.Model):
     __tablename__ = "env_vars"
-    __table_args__ = (UniqueConstraint("app_id", "key"),)
+    __table_args__ = (UniqueConstraint("app_id", "key"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="env_var",
         category="security",
@@ -89,7 +89,7 @@ class EnvVar(db.Model):
 
 class Domain(db.Model):
     __tablename__ = "domains"
-    __table_args__ = (UniqueConstraint("app_id", "hostname"),)
+    __table_args__ = (UniqueConstraint("app_id", "hostname"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="domain",
         category="app",

@@ -23,7 +23,7 @@ class AuditEntry(db.Model):
         Index("ix_audit_entries_action_seq", "action", "seq"),
         Index("ix_audit_entries_operation", "operation_id"),
         Index("ix_audit_entries_created", "created_at"),
-        # Timeline filters (migration 0004)
+        # Timeline filters (migration 0003)
         Index("ix_audit_entries_app_name_seq", "app_name", "seq"),
         Index("ix_audit_entries_operation_action", "operation_id", "action"),
         Index("ix_audit_entries_actor_kind_seq", "actor_kind", "seq"),

@@ -34,5 +34,9 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+# Audit entries name rows by id long after they are gone: SQLite must not hand a deleted
+# row's id to a new one (its default reuses the highest id once that row is deleted).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 # Audited columns keep their old value even when it was not loaded, so every diff has both sides.
 audited = partial(mapped_column, active_history=True)

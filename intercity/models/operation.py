@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from intercity.audit.rules import AuditRule, Scope
 from intercity.extensions import db
-from intercity.models.base import UTCDateTime, utcnow
+from intercity.models.base import NEVER_REUSE_IDS, UTCDateTime, utcnow
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Operation(db.Model):
         Index("ix_operations_scope_status", "scope", "status", "id"),
         Index("ix_operations_status_created", "status", "created_at"),
         Index("ix_operations_updated_at", "updated_at"),
+        NEVER_REUSE_IDS,
     )
     __audit__ = AuditRule(
         name="operation",

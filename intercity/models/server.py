@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from intercity import crypto
 from intercity.audit.rules import AuditRule, Scope
 from intercity.extensions import db
-from intercity.models.base import UTCDateTime, audited, utcnow
+from intercity.models.base import NEVER_REUSE_IDS, UTCDateTime, audited, utcnow
 
 HOST_KEY_FIELDS = {"host_key_type", "host_key_fingerprint"}
 
@@ -26,6 +26,7 @@ def _classify_server(server: "Server", verb: str, diff: dict):
 
 class Server(db.Model):
     __tablename__ = "servers"
+    __table_args__ = (NEVER_REUSE_IDS,)
     __audit__ = AuditRule(
         name="server",
         category="server",
@@ -97,7 +98,7 @@ class Server(db.Model):
 
 class DeployKey(db.Model):
     __tablename__ = "deploy_keys"
-    __table_args__ = (UniqueConstraint("server_id", "name"),)
+    __table_args__ = (UniqueConstraint("server_id", "name"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="deploy_key",
         category="security",

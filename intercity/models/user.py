@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from intercity.audit.rules import AuditRule, Scope
 from intercity.extensions import db
-from intercity.models.base import UTCDateTime, audited, utcnow
+from intercity.models.base import NEVER_REUSE_IDS, UTCDateTime, audited, utcnow
 
 ROLES = ("admin", "member", "viewer")
 _STRONG = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
@@ -35,6 +35,7 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    __table_args__ = (NEVER_REUSE_IDS,)
     __audit__ = AuditRule(
         name="user",
         category="security",

@@ -88,7 +88,8 @@ def upgrade():
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_operations'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operations')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('operations', schema=None) as batch_op:
         batch_op.create_index('ix_operations_scope_status', ['scope', 'status', 'id'], unique=False)
@@ -116,7 +117,8 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_servers')),
-    sa.UniqueConstraint('name', name=op.f('uq_servers_name'))
+    sa.UniqueConstraint('name', name=op.f('uq_servers_name')),
+    sqlite_autoincrement=True,
     )
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -128,7 +130,8 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_login_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('email', name=op.f('uq_users_email'))
+    sa.UniqueConstraint('email', name=op.f('uq_users_email')),
+    sqlite_autoincrement=True,
     )
     op.create_table('apps',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -142,7 +145,8 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['server_id'], ['servers.id'], name=op.f('fk_apps_server_id_servers')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_apps')),
-    sa.UniqueConstraint('server_id', 'name', name=op.f('uq_apps_server_id'))
+    sa.UniqueConstraint('server_id', 'name', name=op.f('uq_apps_server_id')),
+    sqlite_autoincrement=True,
     )
     op.create_table('command_runs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -175,7 +179,8 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['server_id'], ['servers.id'], name=op.f('fk_deploy_keys_server_id_servers')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deploy_keys')),
-    sa.UniqueConstraint('server_id', 'name', name=op.f('uq_deploy_keys_server_id'))
+    sa.UniqueConstraint('server_id', 'name', name=op.f('uq_deploy_keys_server_id')),
+    sqlite_autoincrement=True,
     )
     op.create_table('domains',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -185,7 +190,8 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_domains_app_id_apps')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_domains')),
-    sa.UniqueConstraint('app_id', 'hostname', name=op.f('uq_domains_app_id'))
+    sa.UniqueConstraint('app_id', 'hostname', name=op.f('uq_domains_app_id')),
+    sqlite_autoincrement=True,
     )
     op.create_table('env_vars',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -197,7 +203,8 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['app_id'], ['apps.id'], name=op.f('fk_env_vars_app_id_apps')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_env_vars')),
-    sa.UniqueConstraint('app_id', 'key', name=op.f('uq_env_vars_app_id'))
+    sa.UniqueConstraint('app_id', 'key', name=op.f('uq_env_vars_app_id')),
+    sqlite_autoincrement=True,
     )
     # ### end Alembic commands ###
     create_append_only_triggers()

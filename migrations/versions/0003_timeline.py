@@ -3,14 +3,14 @@
 Plain CREATE INDEX on both databases: a batch operation on SQLite would recreate
 audit_entries and drop its append-only triggers.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 """
 from alembic import op
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
