@@ -312,11 +312,16 @@ def test_a_pending_entry_updates_itself_until_its_operation_ends(client, logged_
     response, polled = get(client, f"/audit/{restart.id}", htmx=True)
     assert response.status_code == 200 and polled.lstrip().startswith("<li")
     assert 'hx-trigger="every 2s"' in polled and ">pending<" in polled.replace('<span class="spinner" aria-hidden="true"></span>', "")
+    assert "<details" in polled and " open>" not in polled
+    _, kept_open = get(client, f"/audit/{restart.id}?open=1", htmx=True)  # the row's details were open
+    assert '<details class="tl-details" open>' in kept_open and 'hx-trigger="every 2s"' in kept_open
 
     finish_operation(history.restart_op, runs=[{"argv": ["dokku", "ps:restart", "api"], "stdout": "Restarting api"}])
     _, final = get(client, f"/audit/{restart.id}", htmx=True)
     assert "hx-trigger" not in final and "hx-get" not in final
     assert ">applied<" in final and "dokku ps:restart api" in final and "exit 0" in final
+    _, final_open = get(client, f"/audit/{restart.id}?open=1", htmx=True)
+    assert '<details class="tl-details" open>' in final_open and "hx-trigger" not in final_open
 
     # The recent-activity fragment polls the same way, in its own compact form.
     _, recent = get(client, f"/audit/{restart.id}?view=recent", htmx=True)

@@ -118,6 +118,30 @@ def test_a_pending_entry_turns_applied_without_a_reload(page, history):
     assert "dokku ps:restart api" in page.inner_text(f"#entry-{restart.id} .runs")
 
 
+def test_an_open_pending_entry_stays_open_while_it_polls_and_after_it_ends(page, history):
+    login(page, "dev@example.com")
+    restart = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "app.restart_requested"))
+    page.goto(f"/servers/{history.server.id}/apps/api/audit")
+    row = f"#entry-{restart.id}"
+    page.click(f"{row} summary")
+    assert page.get_attribute(f"{row} details", "open") is not None
+    with page.expect_response(lambda r: urlsplit(r.url).path == f"/audit/{restart.id}", timeout=8000) as polled:
+        pass
+    assert polled.value.ok and "open=1" in polled.value.url
+    page.wait_for_timeout(300)  # the swap settles
+    assert page.locator(f"{row} .badge").inner_text().strip() == "pending"
+    assert page.get_attribute(f"{row} details", "open") is not None
+    page.wait_for_timeout(2500)  # at least one more poll
+    assert page.get_attribute(f"{row} details", "open") is not None
+
+    finish_operation(history.restart_op, runs=[{"argv": ["dokku", "ps:restart", "api"], "stdout": "Restarted"}])
+    page.wait_for_selector(f"{row} .badge.applied", timeout=8000)
+    assert page.get_attribute(row, "hx-trigger") is None
+    assert page.get_attribute(f"{row} details", "open") is not None
+    expect(page.locator(f"{row} .runs")).to_be_visible()
+    assert "dokku ps:restart api" in page.inner_text(f"{row} .runs")
+
+
 def test_print_to_pdf(page, history):
     from pypdf import PdfReader
 

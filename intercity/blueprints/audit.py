@@ -123,8 +123,9 @@ def entry(entry_id: int):
     row = timeline.row_for(found)
     if htmx.request:
         # Pending rows poll this until their operation ends; the final row carries no trigger.
+        # A row whose details the person had open says so (open=1), so the swap keeps them open.
         template = "audit/_recent_row.html" if request.args.get("view") == "recent" else "audit/_entry_row.html"
-        return render("audit/entry.html", template, row=row)
+        return render("audit/entry.html", template, row=row, open=request.args.get("open") == "1")
     return render("audit/entry.html", row=row)
 
 
