@@ -233,7 +233,7 @@ def test_edit_and_remove_a_variable(app, client, logged_in, member, sshd, dokku)
     client.post(f"/servers/{server.id}/apps/api/env", data={"key": "GONE", "value": "x", "restart": "y"})
     finish(app)
     assert dokku.env("api") == {"TOKEN": b"two", "GONE": b"x"}
-    client.post(f"/servers/{server.id}/apps/api/env/GONE/remove", data={"restart": "on"})
+    client.post(f"/servers/{server.id}/apps/api/env/GONE/remove", data={"restart": "on", "confirmed": "1"})
     finish(app)
     assert dokku.env("api") == {"TOKEN": b"two"}
 
@@ -275,7 +275,7 @@ def test_add_and_remove_a_domain(app, client, logged_in, member, sshd, dokku):
     finish(app)
     assert sorted(dokku.domains("api")) == ["api.example.com", "www.example.com"]
     domain = db.session.scalar(select(App).where(App.name == "api")).domains[0]
-    client.post(f"/servers/{server.id}/apps/api/domains/{domain.id}/remove")
+    client.post(f"/servers/{server.id}/apps/api/domains/{domain.id}/remove", data={"confirmed": "1"})
     finish(app)
     assert dokku.domains("api") == ["www.example.com"]
     assert all(op.status == "succeeded" for op in operations("domains.apply"))
@@ -304,7 +304,7 @@ def test_add_remove_and_adopt_deploy_keys(app, client, logged_in, admin, sshd, d
     adopted = db.session.scalar(select(DeployKey).where(DeployKey.adopted.is_(True)))
     assert adopted.name == 'old laptop "2019"'
     for key in db.session.scalars(select(DeployKey)).all():
-        client.post(f"{url}/{key.id}/remove")
+        client.post(f"{url}/{key.id}/remove", data={"confirmed": "1"})
     finish(app)
     assert dokku.keys() == []
     assert all(op.status == "succeeded" for op in operations("deploy_keys.apply"))

@@ -363,10 +363,11 @@ def test_remove_a_variable(client, logged_in, member):
     logged_in(member)
     app = make_app(make_server(), name="api")
     set_env(app, A="1")
-    response = client.post(f"/servers/{app.server_id}/apps/api/env/A/remove", headers=HTMX)
+    response = client.post(f"/servers/{app.server_id}/apps/api/env/A/remove", data={"confirmed": "1"}, headers=HTMX)
     assert response.status_code == 303
     assert count(EnvVar) == 0 and operations("env.apply")[0].data == {"set": [], "unset": ["A"], "restart": True}
-    body = text(client.post(f"/servers/{app.server_id}/apps/api/env/A/remove", follow_redirects=True))
+    body = text(client.post(f"/servers/{app.server_id}/apps/api/env/A/remove", data={"confirmed": "1"},
+                            follow_redirects=True))
     assert "api has no variable A" in body
 
 
@@ -382,7 +383,7 @@ def test_add_and_remove_a_domain(client, logged_in, member):
     assert domain.hostname == "api.example.com"
     body = text(client.get(f"/servers/{app.server_id}/apps/api"))
     assert "api.example.com" in body and "Adding api.example.com to api" in body
-    response = client.post(f"/servers/{app.server_id}/apps/api/domains/{domain.id}/remove")
+    response = client.post(f"/servers/{app.server_id}/apps/api/domains/{domain.id}/remove", data={"confirmed": "1"})
     assert response.status_code == 303 and count(Domain) == 0
     assert [op.data for op in operations("domains.apply")] == [
         {"add": ["api.example.com"], "remove": []}, {"add": [], "remove": ["api.example.com"]}]
@@ -476,10 +477,49 @@ def test_remove_and_refresh_deploy_keys(client, logged_in, admin):
                     fingerprint="SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4", added_by_email=admin.email)
     db.session.add(key)
     db.session.commit()
-    assert client.post(f"/servers/{server.id}/deploy-keys/{key.id}/remove").status_code == 303
+    assert client.post(f"/servers/{server.id}/deploy-keys/{key.id}/remove", data={"confirmed": "1"}).status_code == 303
     assert client.post(f"/servers/{server.id}/deploy-keys/refresh").status_code == 303
     assert [op.kind for op in operations()] == ["deploy_keys.apply", "server.refresh_keys"]
     assert count(DeployKey) == 0
+
+
+def _removable(kind, member, admin, logged_in):
+    """A server with one env var, one domain and one deploy key; the removal's URL, row and question."""
+    server = make_server()
+    app = make_app(server, name="api")
+    set_env(app, A="1")
+    db.session.add(Domain(app=app, hostname="api.example.com"))
+    db.session.add(DeployKey(server=server, name="alice", public_key=ED25519, key_type="ssh-ed25519",
+                             fingerprint="SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4",
+                             added_by_email=admin.email))
+    db.session.commit()
+    base = f"/servers/{server.id}"
+    if kind == "env":
+        logged_in(member)
+        return f"{base}/apps/api/env/A/remove", EnvVar, "Remove A from api? The app restarts.", {"restart": "on"}
+    if kind == "domain":
+        logged_in(member)
+        domain = db.session.scalar(select(Domain))
+        return f"{base}/apps/api/domains/{domain.id}/remove", Domain, "Remove api.example.com from api?", {}
+    logged_in(admin)
+    key = db.session.scalar(select(DeployKey))
+    return (f"{base}/deploy-keys/{key.id}/remove", DeployKey,
+            f"Remove deploy key alice from {server.name}? Pushes with it stop working.", {})
+
+
+@pytest.mark.parametrize("kind", ["env", "domain", "deploy_key"])
+def test_a_removal_without_javascript_asks_first(client, logged_in, member, admin, kind):
+    url, model, question, data = _removable(kind, member, admin, logged_in)
+    response = client.post(url, data=data)
+    assert response.status_code == 200
+    body = text(response)
+    assert question in body
+    assert f'action="{url}"' in body and 'name="confirmed" value="1"' in body and ">Remove</button>" in body
+    assert all(f'name="{name}" value="{value}"' in body for name, value in data.items())
+    assert count(model) == 1 and operations() == []
+    response = client.post(url, data={**data, "confirmed": "1"})
+    assert response.status_code == 303
+    assert count(model) == 0 and len(operations()) == 1
 
 
 def test_server_page_lists_deploy_keys(client, logged_in, viewer):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, back, fail, recent_timeline,
-    region_operations,
+    region_operations, unconfirmed,
 )
 from intercity.extensions import db
 from intercity.models import App, Domain, EnvVar, Server
@@ -231,6 +231,9 @@ def edit_env(server_id: int, name: str, key: str):
 @require_role("member")
 def remove_env(server_id: int, name: str, key: str):
     app = _app(server_id, name)
+    if (page := unconfirmed(f"Remove {key}", f"Remove {key} from {app.name}? The app restarts.",
+                            _page(app) + "#env")) is not None:
+        return page
     restart = request.form.get("restart", "on") not in ("", "0", "off", "false")
     try:
         result = env_service.remove_var(app, _user(), key=key, restart=restart)
@@ -281,6 +284,9 @@ def remove_domain(server_id: int, name: str, domain_id: int):
     if domain.app_id != app.id:
         abort(404)
     hostname = domain.hostname
+    if (page := unconfirmed(f"Remove {hostname}", f"Remove {hostname} from {app.name}?",
+                            _page(app) + "#domains")) is not None:
+        return page
     try:
         domain_service.remove_domain(app, _user(), domain=domain)
     except ValidationError as error:

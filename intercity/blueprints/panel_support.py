@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, request
+from flask import flash, redirect, render_template, request
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
@@ -100,6 +100,17 @@ def back(default: str, message: str | None = None, category: str = "success"):
     if message:
         flash(message, category)
     return redirect(local_path(request.form.get("next"), default), code=303)
+
+
+def unconfirmed(title: str, question: str, default: str):
+    """A removal asked for without `confirmed=1` (a plain POST without JavaScript): the page that asks
+    `question` and posts the same form again with `confirmed=1`; None once confirmed (htmx sends it
+    with `hx-confirm`, see `hx_form`)."""
+    if request.form.get("confirmed") == "1":
+        return None
+    fields = [(key, value) for key, value in request.form.items(multi=True) if key not in ("csrf_token", "confirmed")]
+    return render_template("_partials/confirm.html", title=title, question=question, fields=fields,
+                           cancel=local_path(request.form.get("next"), default))
 
 
 def region_operations(kinds, *, server_id: int | None = None, app_id: int | None = None,

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DeployKeyForm, ServerForm, back, fail, recent_timeline, region_operations,
+    unconfirmed,
 )
 from intercity.extensions import db
 from intercity.models import DeployKey, Operation, Server
@@ -226,6 +227,10 @@ def remove_deploy_key(server_id: int, key_id: int):
     if deploy_key.server_id != server.id:
         abort(404)
     name = deploy_key.name
+    if (page := unconfirmed(f"Remove deploy key {name}",
+                            f"Remove deploy key {name} from {server.name}? Pushes with it stop working.",
+                            url_for(".deploy_keys", server_id=server.id))) is not None:
+        return page
     key_service.remove_key(server, _user(), deploy_key=deploy_key)
     db.session.commit()
     return back(url_for(".deploy_keys", server_id=server.id), f"Removing deploy key {name} from {server.name}…")
