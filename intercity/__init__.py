@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, g, redirect, request, url_for
+from flask import Flask
 
 from intercity import config as settings
 from intercity.extensions import csrf, db, limiter, login_manager, mail, migrate

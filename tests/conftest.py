@@ -1,11 +1,8 @@
 """Fixtures in the flaskr style (app, client, runner, auth) over SQLite and PostgreSQL, plus real services."""
 from __future__ import annotations
 
-import os
 import socket
 import threading
-import uuid
-from pathlib import Path
 
 import pytest
 

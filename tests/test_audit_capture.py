@@ -674,7 +674,6 @@ def test_bulk_updates_of_operation_status_are_allowed(redis_queue, app):
 
 def test_ids_of_deleted_rows_are_never_handed_out_again(app):
     """Entries name rows by id after they are gone: a new row must not take a deleted row's id."""
-    from intercity.models import App
     from tests.support.builders import make_app, make_server
 
     server = make_server()

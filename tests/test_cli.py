@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from intercity.extensions import db
-from intercity.models import AuditEntry, User
+from intercity.models import User
 
 INTERCITY = str(Path(sys.executable).parent / "intercity")
 

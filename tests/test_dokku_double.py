@@ -16,9 +16,7 @@ import base64
 import hashlib
 import io
 import json
-import os
 import shlex
-import shutil
 import socket
 import subprocess
 import time
@@ -29,7 +27,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.sshd import SSHD, DokkuDouble, SshServer
+from tests.support.ssh_fixtures import require_environment
+from tests.support.sshd import DokkuDouble, SshServer
 
 pytestmark = pytest.mark.ssh
 
@@ -134,18 +133,9 @@ def run(transport: paramiko.Transport, argv: list[str] | str, stdin: bytes | Non
 # --------------------------------------------------------------------------
 
 
-def _require_environment() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the SSH fixture must run as root (it starts sshd and creates a sudo user)")
-    if not os.access(SSHD, os.X_OK):
-        pytest.fail(f"{SSHD} not found: apt-get install openssh-server")
-    if shutil.which("sudo") is None:
-        pytest.fail("sudo not found: apt-get install sudo")
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    _require_environment()
+    require_environment()
     with SshServer(tmp_path_factory.mktemp("sshd")) as sshd:
         yield sshd
 

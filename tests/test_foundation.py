@@ -1,7 +1,6 @@
 """First run, login, logout, sessions, CSRF, health and settings."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -168,7 +167,7 @@ def test_bad_settings_get_a_one_line_error(monkeypatch, tmp_path, name, value, m
 
 def test_a_unique_clash_at_commit_is_a_conflict_not_a_crash(app, client, logged_in, member):
     """Two people creating the same name at once: the loser gets a 409 and nothing half-applied."""
-    from intercity.models import App, Server
+    from intercity.models import App
     from tests.support.builders import make_server
 
     server = make_server(name="race-1")

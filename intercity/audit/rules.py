@@ -1,7 +1,7 @@
 """How a model is audited, declared once on the model as `__audit__`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 CATEGORIES = ("security", "app", "server", "team")

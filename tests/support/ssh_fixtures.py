@@ -35,7 +35,7 @@ SUDO_USER = "intercity-ops"
 SUDO_USER_WITH_PASSWORD = "intercity-ops-pw"
 
 
-def _require_environment() -> None:
+def require_environment() -> None:
     if os.geteuid() != 0:
         pytest.fail("The SSH fixtures must run as root: they start sshd and create a sudo user.")
     if not os.access(SSHD, os.X_OK):
@@ -46,7 +46,7 @@ def _require_environment() -> None:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory) -> SshServer:
-    _require_environment()
+    require_environment()
     server = SshServer(tmp_path_factory.mktemp("sshd")).start()
     yield server
     server.close()
