@@ -4,6 +4,7 @@ from __future__ import annotations
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, text
 
+from intercity.audit.actor import Actor
 from intercity.audit.capture import record_event
 from intercity.extensions import db
 from intercity.models import ROLES, User
@@ -64,7 +65,7 @@ def authenticate(email: str, password: str) -> User | None:
     elif user.active and user.check_password(password or ""):
         user.last_login_at = utcnow()
         record_event(db.session, "user.login", target_type="user", target_id=user.id, target_label=user.email,
-                     actor=_actor(user))
+                     actor=Actor.for_user(user))
         return user
     record_event(db.session, "user.login_failed", target_type="user",
                  target_id=user.id if user else None, target_label=email[:254] or "(empty)")
@@ -73,10 +74,4 @@ def authenticate(email: str, password: str) -> User | None:
 
 def logged_out(user: User) -> None:
     record_event(db.session, "user.logout", target_type="user", target_id=user.id, target_label=user.email,
-                 actor=_actor(user))
-
-
-def _actor(user: User):
-    from intercity.audit.actor import Actor
-
-    return Actor.for_user(user)
+                 actor=Actor.for_user(user))
