@@ -1,6 +1,6 @@
 """Append-only in the database: triggers refuse UPDATE, DELETE (and TRUNCATE) of entries and transcripts.
 
-Issue 3, item 8. The schema comes from the migrations (tests/support/databases.py), so these tests
+The schema comes from the migrations (tests/support/databases.py), so these tests
 also show the migrations create the triggers and that they survive to the head revision.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Redaction: secrets never reach any column of the audit log, in clear or encoded (issue 3, item 4)."""
+"""Redaction: secrets never reach any column of the audit log, in clear or encoded."""
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,4 @@
-"""Replay property: the audit log misses nothing and invents nothing (issue 3, item 10).
+"""Replay property: the audit log misses nothing and invents nothing.
 
 Hypothesis applies random transactions of creates, updates and deletes of apps, env vars,
 domains and deploy keys (several changes per transaction; some transactions rolled back, some

@@ -67,8 +67,6 @@ def test_command_is_frozen():
         (c.apps_list(True), ("dokku", "apps:list", "--format", "json"), "apps:list", None),
         (c.apps_create("api"), ("dokku", "apps:create", "api"), "apps:create", "api"),
         (c.apps_destroy("old_app"), ("dokku", "--force", "apps:destroy", "old_app"), "apps:destroy", "old_app"),
-        (c.apps_report("api", False), ("dokku", "apps:report", "api"), "apps:report", "api"),
-        (c.apps_report("api", True), ("dokku", "apps:report", "api", "--format", "json"), "apps:report", "api"),
         (
             c.config_unset("api", ["B", "A", "B"], restart=True),
             ("dokku", "--quiet", "config:unset", "api", "A", "B"),

@@ -224,9 +224,9 @@ def test_version_missing():
 
 def test_unknown_failure_strips_prefixes():
     with pytest.raises(p.DokkuError) as info:
-        run(c.apps_report("api", True), 1, "", " !     --format flag cannot be specified when specifying an info flag\n")
+        run(c.ps_report("api", True), 1, "", " !     --format flag cannot be specified when specifying an info flag\n")
     assert info.value.message == (
-        "dokku apps:report failed (exit code 1): --format flag cannot be specified when specifying an info flag"
+        "dokku ps:report failed (exit code 1): --format flag cannot be specified when specifying an info flag"
     )
     assert type(info.value) is p.DokkuError
 

@@ -176,7 +176,7 @@ def test_deploy_keys_apply_adds_removes_and_adopted_keys_go_by_fingerprint(app, 
     assert [(k["name"], k["fingerprint"]) for k in dokku.keys()] == [("laptop", parsed.fingerprint)]
     assert ["dokku", "ssh-keys:remove", "--fingerprint", adopted_fp] in argvs(op)
     server = db.session.get(Server, dokku_server.id)
-    assert [k["name"] for k in json.loads(server.remote_keys)] == ["laptop"]
+    assert [k["name"] for k in server.remote_keys] == ["laptop"]
 
 
 def test_create_then_destroy_deletes_the_app_when_dokku_confirms(app, admin, dokku, dokku_server):
@@ -255,7 +255,22 @@ def test_restart_of_an_undeployed_app_fails_and_refresh_reads_ps_report(app, mem
     refreshed = run_op(app, "app.refresh", server=dokku_server, user=member, target=web)
     assert_succeeded(refreshed)
     web = db.session.get(App, web.id)
-    assert json.loads(web.ps_status) == {"deployed": True, "processes": 1, "running": True}
+    assert web.ps_status == {"deployed": True, "processes": 1, "running": True}
+
+
+def test_a_read_writes_its_outcome_entry_only_when_it_fails(app, member, dokku, dokku_server):
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    dokku.mark_deployed("web")
+    refreshed = run_op(app, "app.refresh", server=dokku_server, user=member, target=web)
+    assert_succeeded(refreshed)
+    assert runs(refreshed)  # it ran ps:report ...
+    assert db.session.scalars(select(AuditEntry.action).where(AuditEntry.operation_id == refreshed.id)).all() == []
+
+    dokku.fail("ps:report", stderr=" !     App web does not exist")  # ... and fails when Dokku says no
+    failed = run_op(app, "app.refresh", server=dokku_server, user=member, target=web)
+    assert failed.status == "failed"
+    assert outcome(failed).action == "operation.failed"
 
 
 def test_operations_of_one_scope_share_one_connection(app, admin, sshd, dokku, dokku_server):
@@ -475,4 +490,4 @@ def test_a_restarted_process_fails_work_left_running_and_resumes_queued_work(app
     assert dead.status == "failed" and dead.reason.startswith("The worker applying this operation stopped")
     assert outcome(dead).action == "operation.failed"
     assert_succeeded(queued)
-    assert json.loads(db.session.get(App, web.id).ps_status)["deployed"] is True
+    assert db.session.get(App, web.id).ps_status["deployed"] is True

@@ -267,7 +267,7 @@ def test_restart_and_refresh(member):
     assert (restart.kind, refresh.kind) == ("app.restart", "app.refresh")
     assert [e.operation_id for e in entries("app.restart_requested")] == [restart.id]
     assert app_service.ps_status(app) is None
-    app.ps_status = json.dumps({"deployed": True, "running": True, "processes": 2})
+    app.ps_status = ({"deployed": True, "running": True, "processes": 2})
     assert app_service.ps_status(app) == {"deployed": True, "running": True, "processes": 2}
 
 
@@ -519,7 +519,7 @@ def test_deploy_keys_are_validated(admin, name, public_key, field, message):
 
 
 def test_duplicate_deploy_keys_are_explained(admin):
-    server = make_server(name="prod-1", remote_keys=json.dumps([
+    server = make_server(name="prod-1", remote_keys=([
         {"name": "default", "fingerprint": "SHA256:4y+KUxx+DLaitQJrLhVGbh6a18qIjaS0bHnpKiFqYRI", "public_key": ED25519_OTHER},
         {"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None},
     ]))
@@ -535,7 +535,7 @@ def test_duplicate_deploy_keys_are_explained(admin):
         with pytest.raises(ValidationError, match=message) as raised:
             key_service.add_key(server, admin, name=name, public_key=line)
         assert raised.value.field == field
-    server.remote_keys = json.dumps([{"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None}])
+    server.remote_keys = ([{"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None}])
     with pytest.raises(ValidationError, match="Dokku refuses a second key with the same name") as raised:
         key_service.add_key(server, admin, name="ci", public_key=ED25519_OTHER)
     assert raised.value.field == "name"
@@ -554,7 +554,7 @@ def test_remove_deploy_key_names_what_to_remove(admin):
 
 def test_adopting_a_key_found_on_the_server_keeps_dokkus_name_and_runs_nothing(admin):
     weird = 'laptop "old" (2019)'
-    server = make_server(remote_keys=json.dumps([
+    server = make_server(remote_keys=([
         {"name": weird, "fingerprint": "SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4", "public_key": ED25519},
         {"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None},
     ]))

@@ -5,7 +5,6 @@ it as a worker would. test_panel_e2e.py and test_panel_browser.py run the real t
 """
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -186,8 +185,8 @@ def test_create_app_error_sits_next_to_the_name(client, logged_in, member):
 def test_server_page_lists_apps_with_their_state(client, logged_in, viewer):
     logged_in(viewer)
     server = make_server()
-    make_app(server, name="running", ps_status=json.dumps({"deployed": True, "running": True, "processes": 2}))
-    make_app(server, name="fresh", ps_status=json.dumps({"deployed": False, "running": False, "processes": 0}))
+    make_app(server, name="running", ps_status=({"deployed": True, "running": True, "processes": 2}))
+    make_app(server, name="fresh", ps_status=({"deployed": False, "running": False, "processes": 0}))
     make_app(server, name="going", status="destroying")
     failed = make_app(server, name="broken")
     op = Operation(kind="app.create", category="app", server_id=server.id, server_name=server.name,
@@ -222,7 +221,7 @@ def test_import_apps(client, logged_in, member):
 def test_app_page_shows_status_and_how_to_deploy(client, logged_in, viewer):
     logged_in(viewer)
     server = make_server(host="prod-1.example.com")
-    make_app(server, name="api", ps_status=json.dumps({"deployed": True, "running": True, "processes": 3}))
+    make_app(server, name="api", ps_status=({"deployed": True, "running": True, "processes": 3}))
     body = text(client.get(f"/servers/{server.id}/apps/api"))
     assert "git remote add dokku dokku@prod-1.example.com:api" in body
     assert "git push dokku main" in body
@@ -444,7 +443,7 @@ def test_a_key_changed_after_its_preview_is_previewed_again(client, logged_in, a
 
 def test_deploy_key_errors_and_duplicates_are_explained(client, logged_in, admin):
     logged_in(admin)
-    server = make_server(remote_keys=json.dumps([{"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None}]))
+    server = make_server(remote_keys=([{"name": "ci", "fingerprint": "SHA256:" + "c" * 43, "public_key": None}]))
     url = f"/servers/{server.id}/deploy-keys"
     body = text(client.post(url, data={"name": "bad name", "public_key": "ssh-rsa AAAA"}))
     assert "only contain letters" in field_error(body, "deploy-key-name")
@@ -456,7 +455,7 @@ def test_deploy_key_errors_and_duplicates_are_explained(client, logged_in, admin
 
 
 def test_keys_found_on_the_server_can_be_adopted(client, logged_in, admin, viewer):
-    server = make_server(remote_keys=json.dumps([{"name": "default", "fingerprint": "SHA256:" + "d" * 43,
+    server = make_server(remote_keys=([{"name": "default", "fingerprint": "SHA256:" + "d" * 43,
                                                   "public_key": None}]))
     logged_in(viewer)
     body = text(client.get(f"/servers/{server.id}/deploy-keys"))

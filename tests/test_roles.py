@@ -7,7 +7,6 @@ checked without anyone editing this file. A route's role comes from `require_rol
 from __future__ import annotations
 
 import base64
-import json
 import re
 
 import pytest
@@ -27,7 +26,7 @@ OPEN = {"setup.setup", "health.healthz", "auth.login"}
 # POSTs every logged-in person may send: they change only their own session.
 SELF_SERVICE_POSTS = {"auth.logout"}
 # What the panel's own routes need; the behaviour test below holds every route to its declared role,
-# this table holds the declarations to issue 5 (viewers read, members manage apps, admins servers).
+# this table holds the declarations themselves (viewers read, members manage apps, admins servers).
 PANEL_ROLES = {
     "servers.index": "viewer", "servers.show": "viewer", "servers.deploy_keys": "viewer",
     "servers.new": "admin", "servers.check": "admin", "servers.accept_host_key": "admin", "servers.remove": "admin",
@@ -64,7 +63,7 @@ ROUTES = _collect_routes()
 @pytest.fixture
 def world(app, admin, member, viewer):
     """One of everything, with distinctive secret values, and the URL arguments that reach each."""
-    server = make_server(name="prod-1", remote_keys=json.dumps([
+    server = make_server(name="prod-1", remote_keys=([
         {"name": "default", "fingerprint": "SHA256:" + "d" * 43, "public_key": None}]))
     app_row = make_app(server, name="api")
     for key, value in SECRETS.items():

@@ -70,9 +70,9 @@ def test_every_builder_and_parser_over_one_connection(sshd, dokku, conn):
         run(conn, commands.apps_create("web"))
     assert parsers.parse_apps_list(run(conn, commands.apps_list(True)).out, True) == ["web"]
     assert parsers.parse_apps_list(run(conn, commands.apps_list(False)).out, False) == ["web"]
-    report = parsers.parse_report_json(run(conn, commands.apps_report("web", True)).out)
-    assert report["dir"] == "/home/dokku/web"
-    assert parsers.parse_report(run(conn, commands.apps_report("web", False)).out)["App dir"] == "/home/dokku/web"
+    report = parsers.parse_report_json(run(conn, commands.ps_report("web", True)).out)
+    assert report["deployed"] == "false"
+    assert parsers.parse_report(run(conn, commands.ps_report("web", False)).out)["Deployed"] == "false"
 
     for command in commands.config_set("web", {"A": "1", "B": "two words"}, restart=False):
         assert "--no-restart" in command.argv
@@ -176,7 +176,7 @@ def test_integer_looking_values_come_back_as_numbers(dokku, conn):
 
 
 def test_no_pty_keeps_streams_apart_and_returns_dokkus_exit_code(dokku, conn):
-    result = conn.run(commands.apps_report("nope", False))
+    result = conn.run(commands.ps_report("nope", False))
     assert (result.exit_code, result.out, result.err) == (20, "", " !     App nope does not exist\n")
     tty = conn.run("test -t 0 || echo no-tty; test -p /dev/stdin && echo stdin-pipe")
     assert tty.out.split() == ["no-tty", "stdin-pipe"]

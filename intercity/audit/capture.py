@@ -25,7 +25,8 @@ from intercity.audit.actor import current_actor, request_meta
 from intercity.audit.rules import CATEGORIES, EVENT_CATEGORIES, Scope
 
 PENDING = "audit_pending"
-NEW_OPERATIONS = "audit_new_operations"
+# (target_type, target_id) -> id of the operation that applies that row's change, in order of request.
+APPLIES = "audit_applies"
 MARKS = "audit_savepoint_marks"
 # Set once this transaction's entries are chained: (seq, hash) of its newest entry.
 HEAD = "audit_head"
@@ -211,8 +212,6 @@ def _after_flush(session, flush_context):
         plan = _plan(type(obj))
         if plan is None:
             continue
-        if plan.is_operation:
-            session.info.setdefault(NEW_OPERATIONS, []).append(obj)
         if plan.parents:
             _load_parents(session, obj, plan)
         entry = _entry_for(obj, plan, "created", _snapshot(obj, plan, deleted=False), context)
@@ -252,22 +251,26 @@ def _after_flush(session, flush_context):
         _write(session)  # flushed during our own commit: the chain lock is held, chain it now
 
 
+def applied_by(session, operation_id: int, rows) -> None:
+    """Entries of these rows' changes in this transaction point at the operation that applies them."""
+    if isinstance(session, scoped_session):
+        session = session()
+    links = session.info.setdefault(APPLIES, [])
+    for row in rows:
+        plan = _plan(type(row))
+        if plan is None:
+            raise TypeError(f"{type(row).__name__} is not audited, so no entry records its change")
+        links.append(((plan.rule.name, str(row.id)), operation_id))
+
+
 def _link_operations(session, entries: list[dict]) -> None:
-    """An entry whose change an operation of the same transaction applies points at it."""
-    operations = session.info.get(NEW_OPERATIONS)
-    if not operations:
+    links = session.info.get(APPLIES)
+    if not links:
         return
+    applies = dict(links)  # the latest request for a row wins
     for entry in entries:
-        if entry["operation_id"] is not None:
-            continue
-        for op in reversed(operations):
-            if op.app_id is not None and op.app_id == entry["app_id"]:
-                entry["operation_id"] = op.id
-                break
-            if op.app_id is None and entry["app_id"] is None and op.server_id == entry["server_id"] \
-                    and entry["server_id"] is not None:
-                entry["operation_id"] = op.id
-                break
+        if entry["operation_id"] is None:
+            entry["operation_id"] = applies.get((entry["target_type"], entry["target_id"]))
 
 
 _COLUMNS: list[tuple[str, bool, int | None]] = []
@@ -439,7 +442,7 @@ def _before_commit(session):
 def _after_transaction_create(session, transaction):
     if transaction.nested:
         session.info.setdefault(MARKS, {})[transaction] = (
-            len(pending(session)), len(session.info.get(NEW_OPERATIONS, ())))
+            len(pending(session)), len(session.info.get(APPLIES, ())))
 
 
 def _after_soft_rollback(session, previous_transaction):
@@ -447,15 +450,15 @@ def _after_soft_rollback(session, previous_transaction):
         return
     marks = session.info.get(MARKS)
     if marks and previous_transaction in marks:
-        entry_mark, op_mark = marks.pop(previous_transaction)
+        entry_mark, link_mark = marks.pop(previous_transaction)
         del pending(session)[entry_mark:]
-        del session.info.setdefault(NEW_OPERATIONS, [])[op_mark:]
+        del session.info.setdefault(APPLIES, [])[link_mark:]
 
 
 def _after_transaction_end(session, transaction):
     if transaction.parent is None:  # the outermost transaction ended: committed or rolled back
         info = session.info
-        for key in (PENDING, MARKS, NEW_OPERATIONS, HEAD):
+        for key in (PENDING, MARKS, APPLIES, HEAD):
             info.pop(key, None)
 
 
@@ -535,8 +538,3 @@ def register() -> None:
     for name, fn in HOOKS:
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
-
-
-def new_operations(session) -> list:
-    """Operations inserted in the current transaction (read by the job queue after commit)."""
-    return list(session.info.get(NEW_OPERATIONS, []))

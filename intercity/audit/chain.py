@@ -103,7 +103,6 @@ class VerifyResult:
     head_seq: int
     head_hash: str
     problem: str | None = None
-    bad_seq: int | None = None
 
     @property
     def head(self) -> str:
@@ -150,5 +149,4 @@ def verify(connection, *, start_seq: int = 0, start_hash: str = GENESIS, expect_
         result.ok = False
         result.problem = (f"the log ends at entry {expected_seq}, before the expected head {expect_head[0]}: "
                           "the newest entries were removed")
-        result.bad_seq = expected_seq + 1
     return result

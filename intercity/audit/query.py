@@ -262,10 +262,6 @@ class Filter:
                     chosen.append(name)
         return cls(query=(args.get("q") or "").strip(), categories=tuple(chosen), scope=list(scope or []))
 
-    @property
-    def filtered(self) -> bool:
-        return bool(self.query or self.categories or self.scope)
-
     def conditions(self) -> list:
         """All conditions of this view; raises QueryError for a bad query."""
         result = list(self.scope)

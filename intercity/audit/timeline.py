@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from intercity.audit import query
 from intercity.extensions import db
+from intercity.jobs import kinds
 from intercity.models import AuditEntry, CommandRun, Operation
 
 # What a person sees of a field in a diff; secret values never reach an entry, only fingerprints.
@@ -34,7 +35,6 @@ FINGERPRINT_FIELDS = {"value_fingerprint"}
 REDACTED = "[redacted]"  # what capture writes for a changed secret that has no fingerprint
 # Ids that every child carries; they say nothing a person needs in the diff table.
 HIDDEN_FIELDS = {"app_id", "server_id"}
-CATEGORY_NAMES = {"security": "Security", "app": "Apps", "server": "Servers", "team": "Team"}
 
 
 # -- sentences -----------------------------------------------------------------------------------
@@ -91,16 +91,10 @@ def _label(entry: AuditEntry) -> str:
 
 
 def _op_title(entry: AuditEntry, operation: Operation | None) -> str:
-    if operation is not None and operation.kind in _kinds():
+    if operation is not None and operation.kind in kinds.KINDS:
         return operation.kind_info.title
     label = entry.target_label or "an operation"
     return label.split(" (")[0]
-
-
-def _kinds():
-    from intercity.models.operation import KINDS
-
-    return KINDS
 
 
 def _user_update(entry: AuditEntry, changes: dict) -> list[Part]:

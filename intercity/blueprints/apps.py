@@ -19,9 +19,6 @@ from intercity.web import render, require_role
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
 
-APP_KINDS = ("app.create", "app.restart", "app.refresh", "app.destroy")
-
-
 def _server(server_id: int) -> Server:
     return db.get_or_404(Server, server_id)
 
@@ -86,9 +83,9 @@ def _context(app: App, **forms) -> dict:
         page_url=_page(app),
         ps=app_service.ps_status(app),
         pending=pending,
-        app_operations=region_operations(APP_KINDS, app_id=app.id),
-        env_operations=region_operations(("env.apply",), app_id=app.id),
-        domain_operations=region_operations(("domains.apply",), app_id=app.id),
+        app_operations=region_operations("app-status", app_id=app.id),
+        env_operations=region_operations("env", app_id=app.id),
+        domain_operations=region_operations("domains", app_id=app.id),
         env_form=forms.get("env_form") or EnvVarForm(formdata=None),
         paste_form=forms.get("paste_form") or EnvPasteForm(formdata=None),
         domain_form=forms.get("domain_form") or DomainForm(formdata=None),

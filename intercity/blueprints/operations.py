@@ -5,7 +5,6 @@ import shlex
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from intercity.blueprints.panel_support import local_path
 from intercity.extensions import db
@@ -20,7 +19,7 @@ bp = Blueprint("operations", __name__, url_prefix="/operations")
 
 @bp.app_context_processor
 def _helpers():
-    return {"operation_role": operation_service.role_for, "retry_of": _retry_of}
+    return {"operation_role": operation_service.role_for, "retry_of": operation_service.retry_of}
 
 
 @bp.app_template_filter("shell_join")
@@ -35,18 +34,12 @@ def _not_allowed(error):
                            message="Your role does not allow this. Ask an admin if you need it."), 403
 
 
-def _retry_of(operation: Operation) -> Operation | None:
-    """The newest retry of an operation, if someone asked for one."""
-    return db.session.scalar(select(Operation).where(Operation.retry_of_id == operation.id)
-                             .order_by(Operation.id.desc()).limit(1))
-
-
 def where_shown(operation: Operation) -> str:
     """The page an operation belongs to: its app's, else its server's, else the audit log."""
     if operation.app_id is not None and db.session.get(App, operation.app_id) is not None:
         return url_for("apps.show", server_id=operation.server_id, name=operation.app_name)
     if operation.server_id is not None and db.session.get(Server, operation.server_id) is not None:
-        if operation.kind in ("deploy_keys.apply", "server.refresh_keys"):
+        if operation.kind_info.page == "deploy_keys":
             return url_for("servers.deploy_keys", server_id=operation.server_id)
         return url_for("servers.show", server_id=operation.server_id)
     return url_for("audit.timeline")

@@ -12,6 +12,7 @@ from wtforms import ValidationError as FormError
 
 from intercity import validation
 from intercity.extensions import db
+from intercity.jobs import kinds
 from intercity.models import Operation
 from intercity.models.operation import FINAL, PENDING
 from intercity.validation import ValidationError
@@ -113,10 +114,10 @@ def unconfirmed(title: str, question: str, default: str):
                            cancel=local_path(request.form.get("next"), default))
 
 
-def region_operations(kinds, *, server_id: int | None = None, app_id: int | None = None,
+def region_operations(region: str, *, server_id: int | None = None, app_id: int | None = None,
                       max_pending: int = 5) -> list[Operation]:
     """What a page region shows: its pending operations and the latest finished one, newest first."""
-    query = select(Operation).where(Operation.kind.in_(tuple(kinds)))
+    query = select(Operation).where(Operation.kind.in_(kinds.in_region(region)))
     if app_id is not None:
         query = query.where(Operation.app_id == app_id)
     else:

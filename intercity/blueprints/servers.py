@@ -20,11 +20,6 @@ from intercity.web import require_role
 
 bp = Blueprint("servers", __name__, url_prefix="/servers")
 
-SERVER_KINDS = ("server.check",)
-IMPORT_KINDS = ("server.import",)
-KEY_KINDS = ("deploy_keys.apply", "server.refresh_keys")
-
-
 def _server(server_id: int) -> Server:
     return db.get_or_404(Server, server_id)
 
@@ -110,8 +105,8 @@ def show_context(server: Server, app_form: AppForm | None = None) -> dict:
         page_url=url_for("servers.show", server_id=server.id),
         app_states=app_states(server),
         app_form=app_form or AppForm(formdata=None),
-        check_operations=region_operations(SERVER_KINDS, server_id=server.id),
-        import_operations=region_operations(IMPORT_KINDS, server_id=server.id),
+        check_operations=region_operations("server-status", server_id=server.id),
+        import_operations=region_operations("apps-list", server_id=server.id),
         authorized_keys_line=server_service.authorized_keys_line(server),
         sudoers_line=server_service.sudoers_line(server),
         recent_rows=recent_timeline(server.id),
@@ -183,7 +178,7 @@ def _keys_context(server: Server, form: DeployKeyForm | None = None, preview=Non
         form=form or DeployKeyForm(formdata=None),
         preview=preview,
         unmanaged=key_service.unmanaged_keys(server),
-        key_operations=region_operations(KEY_KINDS, server_id=server.id),
+        key_operations=region_operations("deploy-keys-region", server_id=server.id),
     )
 
 

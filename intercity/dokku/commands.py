@@ -114,10 +114,6 @@ def apps_destroy(app: str) -> Command:
     return _command("apps:destroy", "--force", "apps:destroy", app, app=app)
 
 
-def apps_report(app: str, json_format: bool) -> Command:
-    app = _existing_app(app)
-    return _command("apps:report", "apps:report", app, *_format(json_format), app=app)
-
 
 # --- config --------------------------------------------------------------------------
 

@@ -6,20 +6,25 @@ import queue
 import threading
 
 from flask import current_app
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 log = logging.getLogger(__name__)
 
 DRAIN = "intercity.jobs.runner.drain"
 
 
+# Operations requested in the session's current transaction, with their scopes, enqueued after commit.
+REQUESTED = "jobs_requested_operations"
+
+
 def init_app(app) -> None:
     runner = InProcessRunner(app) if app.config["JOBS_IN_PROCESS"] else None
     app.extensions["intercity_jobs"] = runner
-    if not event.contains(Session, "after_commit", _after_commit):
-        event.listen(Session, "after_commit", _after_commit)
+    for name, listener in (("after_commit", _after_commit), ("after_transaction_end", _after_transaction_end)):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
 
     @app.context_processor
     def _worker_stalled():
@@ -33,15 +38,29 @@ def init_app(app) -> None:
             runner.ensure_running()
 
 
-def _after_commit(session) -> None:
-    from intercity.audit.capture import new_operations
+def enqueue_after_commit(session, operation) -> None:
+    """Have the operation's scope drained once the transaction that requested it commits."""
+    if isinstance(session, scoped_session):
+        session = session()
+    session.info.setdefault(REQUESTED, []).append((operation, operation.scope))
 
+
+def _after_commit(session) -> None:
+    requested = session.info.pop(REQUESTED, None)
+    if not requested:
+        return
     scopes = []
-    for op in new_operations(session):
-        if op.scope not in scopes:
-            scopes.append(op.scope)
+    for operation, scope in requested:
+        # An operation requested inside a savepoint that was rolled back is no longer persistent.
+        if inspect(operation).persistent and scope not in scopes:
+            scopes.append(scope)
     for scope in scopes:
         enqueue(scope)
+
+
+def _after_transaction_end(session, transaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended without a commit: nothing to enqueue
+        session.info.pop(REQUESTED, None)
 
 
 def redis_connection():

@@ -7,7 +7,6 @@ transaction stays open while the network is used: every run commits before it st
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 
@@ -85,6 +84,7 @@ class OperationContext:
         self._owns_pool = pool is None
         self.op_id = op.id
         self.kind = op.kind
+        self.declared = op.kind_info
         self.payload = op.data
         self.server_id = op.server_id
         self.server_name = op.server_name
@@ -133,7 +133,7 @@ class OperationContext:
 
     def connect(self) -> ssh.Connection:
         server = self.server()
-        if server.status == "host_key_mismatch" and self.kind != "server.check":
+        if server.status == "host_key_mismatch" and not self.declared.checks_host_key:
             raise OperationError(
                 f"Work on {server.name} is stopped: it presented a host key other than the pinned one. An admin "
                 "must check the server and accept the new key on the server's page first."
@@ -148,7 +148,7 @@ class OperationContext:
         target = ssh.Target(
             host=server.host, port=server.port, user=server.ssh_user, private_key=private_key,
             pinned=pinned, expected_fingerprint=server.expected_host_key_fingerprint,
-            may_pin=self.kind == "server.check", connect_timeout=self.config["SSH_CONNECT_TIMEOUT"],
+            may_pin=self.declared.checks_host_key, connect_timeout=self.config["SSH_CONNECT_TIMEOUT"],
             command_timeout=self.config["SSH_COMMAND_TIMEOUT"], label=server.name,
         )
         db.session.commit()  # never hold a transaction across the network
@@ -162,7 +162,7 @@ class OperationContext:
         except ssh.HostKeyMismatch as error:
             self._record_mismatch(error)
             raise
-        if pinned is None and self.kind == "server.check":
+        if pinned is None and self.declared.checks_host_key:
             self._pin(self.connection.host_key)
         else:
             self.pool.keep(target, self.connection)
@@ -228,7 +228,7 @@ class OperationContext:
 
     def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool) -> None:
         stdout = stored_stream(result.stdout, self.redactor)
-        if not store_stdout and result.stdout.total:
+        if not (store_stdout and self.declared.store_output) and result.stdout.total:
             stdout = NOT_STORED
         db.session.add(CommandRun(
             operation_id=self.op_id, position=self.position, server_name=self.server_name,
@@ -264,7 +264,7 @@ class OperationContext:
 
     def store_remote_keys(self, keys: list[dict]) -> None:
         server = self.server()
-        server.remote_keys = json.dumps(keys, sort_keys=True)
+        server.remote_keys = keys
         server.remote_keys_checked_at = utcnow()
         db.session.commit()
 
@@ -295,7 +295,7 @@ def server_check(ctx: OperationContext) -> None:
         raise
     server = ctx.server()
     server.dokku_version = str(found)
-    server.remote_keys = json.dumps(keys, sort_keys=True)
+    server.remote_keys = keys
     server.remote_keys_checked_at = utcnow()
     server.status = "ready"
     server.status_message = f"Connected as {server.ssh_user}; Dokku {found}."
@@ -421,8 +421,7 @@ def app_refresh(ctx: OperationContext) -> None:
     json_format = _json_ps_report(ctx.version)
     report = parsers.parse_ps_report(ctx.run(commands.ps_report(name, json_format)).out, json_format)
     app = ctx.app()
-    app.ps_status = json.dumps({"deployed": report.deployed, "running": report.running,
-                                "processes": report.processes}, sort_keys=True)
+    app.ps_status = {"deployed": report.deployed, "running": report.running, "processes": report.processes}
     app.ps_checked_at = utcnow()
     db.session.commit()
 
@@ -475,20 +474,6 @@ def domains_apply(ctx: OperationContext) -> None:
         remaining = [host for host in present if host not in remove]
         if remaining != present:
             ctx.run(commands.domains_set(name, remaining) if remaining else commands.domains_clear(name))
-
-
-EXECUTORS = {
-    "server.check": server_check,
-    "server.import": server_import,
-    "server.refresh_keys": server_refresh_keys,
-    "deploy_keys.apply": deploy_keys_apply,
-    "app.create": app_create,
-    "app.destroy": app_destroy,
-    "app.restart": app_restart,
-    "app.refresh": app_refresh,
-    "env.apply": env_apply,
-    "domains.apply": domains_apply,
-}
 
 
 def failure_reason(error: BaseException) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 
 from flask import current_app
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -58,39 +58,37 @@ class LocalScopeLock(ScopeLock):
             self._lock.release()
 
 
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
-"""
-_EXTEND = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
-"""
-
-
 class RedisScopeLock(ScopeLock):
+    """redis-py's Lock: its token is checked by Redis on extend and release, so a lock that
+    expired and was taken by another worker is never renewed or released by us."""
+
     def __init__(self, scope: str, connection, ttl: float):
         super().__init__(scope)
-        self.redis = connection
-        self.key = redis_key(scope)
-        self.ttl_ms = int(ttl * 1000)
-        self.token = uuid.uuid4().hex
+        self.ttl = ttl
+        # Not thread-local: the heartbeat thread renews the lock that the drain acquired.
+        self._lock = connection.lock(redis_key(scope), timeout=ttl, blocking=False, thread_local=False)
 
     def acquire(self) -> bool:
-        return bool(self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        return bool(self._lock.acquire(blocking=False))
 
     def extend(self) -> bool:
         try:
-            ok = bool(self.redis.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms))
-        except Exception:  # Redis unreachable for a moment: try again at the next beat
+            self._lock.extend(self.ttl, replace_ttl=True)
+        except LockError as error:
+            if isinstance(error, LockNotOwnedError):
+                self.lost = True
+                return False
             log.warning("could not renew the lock of %s", self.scope, exc_info=True)
-            return True
-        if not ok:
-            self.lost = True
-        return ok
+        except RedisError:  # Redis unreachable for a moment: try again at the next beat
+            log.warning("could not renew the lock of %s", self.scope, exc_info=True)
+        return True
 
     def release(self) -> None:
         try:
-            self.redis.eval(_RELEASE, 1, self.key, self.token)
-        except Exception:
+            self._lock.release()
+        except LockNotOwnedError:
+            pass  # it expired (and maybe went to another worker): not ours to delete
+        except (LockError, RedisError):
             log.warning("could not release the lock of %s; it expires by itself", self.scope, exc_info=True)
 
 

@@ -9,7 +9,6 @@ whose queued operations lost their job.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
@@ -84,7 +83,7 @@ def _claim(op_id: int, status: str) -> Operation | None:
 
 
 def _apply(op_id: int, lock, pool, heartbeat) -> None:
-    from intercity.jobs.executors import EXECUTORS, OperationContext, failure_reason
+    from intercity.jobs.executors import OperationContext, failure_reason
 
     op = _claim(op_id, "queued")
     if op is None:
@@ -104,10 +103,7 @@ def _apply(op_id: int, lock, pool, heartbeat) -> None:
         with acting_as(_worker_actor(op)):
             try:
                 ctx = OperationContext(op, lock, pool)
-                executor = EXECUTORS.get(op.kind)
-                if executor is None:
-                    raise ValueError(f"no executor for {op.kind}")
-                executor(ctx)
+                op.kind_info.executor(ctx)
             except Exception as error:  # every failure ends the operation with a reason
                 db.session.rollback()
                 failure = error
@@ -132,8 +128,12 @@ def _finish(op_id: int, status: str, reason: str | None, warnings: list[str]) ->
         return
     op.status = status
     op.reason = reason
-    op.warnings = json.dumps(warnings)
+    op.warnings = list(warnings)
     op.finished_at = utcnow()
+    if status == "succeeded" and op.kind_info.read:
+        # A read that worked says so through what it stored; only its failure is an entry.
+        db.session.commit()
+        return
     runs = db.session.scalars(select(CommandRun).where(CommandRun.operation_id == op_id)).all()
     with acting_as(_worker_actor(op)):
         record_event(

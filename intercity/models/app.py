@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from intercity import crypto
@@ -35,7 +35,7 @@ class App(db.Model):
     imported: Mapped[bool] = audited(default=False)
     status: Mapped[str] = mapped_column(String(24), default="active")
     # What `ps:report` last said (JSON: deployed, running, processes), refreshed by operations.
-    ps_status: Mapped[str | None] = mapped_column(Text)
+    ps_status: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     ps_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from intercity.audit.rules import AuditRule, Scope
@@ -13,36 +12,11 @@ from intercity.extensions import db
 from intercity.models.base import NEVER_REUSE_IDS, UTCDateTime, utcnow
 
 
-@dataclass(frozen=True)
-class Kind:
-    """What an operation kind means: its category, how it reads, and whether it is a request of its own."""
-
-    category: str
-    title: str
-    # Set when the operation stands for a request that no row change records (restart, destroy, import).
-    request_action: str | None = None
-    app_level: bool = True
-
-
-KINDS: dict[str, Kind] = {
-    "server.check": Kind("server", "test the connection", "server.connection_test_requested", app_level=False),
-    "server.import": Kind("app", "import apps", "server.import_requested", app_level=False),
-    "deploy_keys.apply": Kind("security", "apply deploy keys", app_level=False),
-    "app.create": Kind("app", "create the app"),
-    "app.destroy": Kind("app", "destroy the app", "app.destroy_requested"),
-    "app.restart": Kind("app", "restart the app", "app.restart_requested"),
-    "env.apply": Kind("security", "apply environment variables"),
-    "domains.apply": Kind("app", "apply domains"),
-    # Reads that refresh observed state (ps:report, ssh-keys:list): no request entry of their own.
-    "app.refresh": Kind("app", "refresh the app's status"),
-    "server.refresh_keys": Kind("security", "read the deploy keys on the server", app_level=False),
-}
-
 PENDING = ("queued", "running")
 FINAL = ("succeeded", "failed")
 
 
-def _classify_operation(op: "Operation", verb: str, diff: dict):
+def _classify_operation(op: Operation, verb: str, diff: dict):
     # Status changes are not entries; only creating a request of its own (or a retry) is.
     if verb != "created":
         return None
@@ -81,7 +55,7 @@ class Operation(db.Model):
     app_name: Mapped[str | None] = mapped_column(String(255))
     # The queue key: operations with the same scope are applied one at a time, oldest first.
     scope: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[str] = mapped_column(Text, default="{}")
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
     requested_by_id: Mapped[int | None] = mapped_column(Integer)
     requested_by_email: Mapped[str | None] = mapped_column(String(254))
     requested_by_role: Mapped[str | None] = mapped_column(String(16))
@@ -89,7 +63,7 @@ class Operation(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
-    warnings: Mapped[str] = mapped_column(Text, default="[]")
+    warnings: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -99,8 +73,11 @@ class Operation(db.Model):
     command_runs = relationship("CommandRun", back_populates="operation", order_by="CommandRun.position")
 
     @property
-    def kind_info(self) -> Kind:
-        return KINDS[self.kind]
+    def kind_info(self):
+        """This operation's declaration in the registry (intercity/jobs/kinds.py)."""
+        from intercity.jobs import kinds  # the registry names executors, which use these models
+
+        return kinds.get(self.kind)
 
     @property
     def title(self) -> str:
@@ -109,11 +86,11 @@ class Operation(db.Model):
 
     @property
     def data(self) -> dict:
-        return json.loads(self.payload or "{}")
+        return dict(self.payload or {})
 
     @property
     def warning_list(self) -> list[str]:
-        return json.loads(self.warnings or "[]")
+        return list(self.warnings or [])
 
     @property
     def pending(self) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from intercity import crypto
@@ -60,7 +60,7 @@ class Server(db.Model):
     status_message: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Deploy keys as `ssh-keys:list` last showed them (JSON list of {name, fingerprint, public_key}).
-    remote_keys: Mapped[str | None] = mapped_column(Text)
+    remote_keys: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     remote_keys_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -69,8 +69,6 @@ class Server(db.Model):
     deploy_keys = relationship(
         "DeployKey", back_populates="server", cascade="all, delete-orphan", order_by="DeployKey.name"
     )
-
-    STATUSES = ("new", "ready", "unreachable", "error", "host_key_mismatch")
 
     def generate_key_pair(self) -> None:
         private, public = crypto.generate_ssh_key(f"intercity@{self.name}")

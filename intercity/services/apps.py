@@ -1,7 +1,6 @@
 """Apps on a server: create, import, destroy, restart and refresh their status."""
 from __future__ import annotations
 
-import json
 
 from sqlalchemy import select
 
@@ -33,7 +32,7 @@ def create_app(server: Server, user, *, name: str) -> App:
     app = App(server=server, name=name, imported=False, status="active")
     db.session.add(app)
     db.session.flush()
-    request_operation("app.create", server=server, app=app, requested_by=user)
+    request_operation("app.create", server=server, app=app, requested_by=user, applies=[app])
     return app
 
 
@@ -55,7 +54,7 @@ def destroy_app(app: App, user, *, confirm: str) -> Operation:
     if app.status == "destroying" and pending_operations(app, kinds=("app.destroy",)):
         raise ValidationError(f"{app.name} is already being destroyed.", "confirm")
     app.status = "destroying"
-    return request_operation("app.destroy", server=app.server, app=app, requested_by=user)
+    return request_operation("app.destroy", server=app.server, app=app, requested_by=user, applies=[app])
 
 
 def restart_app(app: App, user) -> Operation:
@@ -80,10 +79,4 @@ def pending_operations(app: App, kinds: tuple[str, ...] | None = None) -> list[O
 
 def ps_status(app: App) -> dict | None:
     """What `ps:report` last said: {deployed, running, processes}, or None before the first refresh."""
-    if not app.ps_status:
-        return None
-    try:
-        data = json.loads(app.ps_status)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+    return app.ps_status if isinstance(app.ps_status, dict) and app.ps_status else None

@@ -51,7 +51,7 @@ def add_key(server: Server, user, *, name: str, public_key: str) -> tuple[Deploy
     db.session.add(deploy_key)
     db.session.flush()
     operation = request_operation("deploy_keys.apply", server=server, requested_by=user,
-                                  payload={"add": [name], "remove": []})
+                                  payload={"add": [name], "remove": []}, applies=[deploy_key])
     return deploy_key, operation
 
 
@@ -63,7 +63,7 @@ def remove_key(server: Server, user, *, deploy_key: DeployKey) -> Operation:
     db.session.delete(deploy_key)
     db.session.flush()
     return request_operation("deploy_keys.apply", server=server, requested_by=user,
-                             payload={"add": [], "remove": [removed]})
+                             payload={"add": [], "remove": [removed]}, applies=[deploy_key])
 
 
 def unmanaged_keys(server: Server) -> list[dict]:

@@ -30,7 +30,7 @@ def add_domain(app: App, user, *, hostname: str) -> tuple[Domain, Operation]:
     db.session.add(domain)
     db.session.flush()
     operation = request_operation("domains.apply", server=app.server, app=app, requested_by=user,
-                                  payload={"add": [hostname], "remove": []})
+                                  payload={"add": [hostname], "remove": []}, applies=[domain])
     return domain, operation
 
 
@@ -43,4 +43,4 @@ def remove_domain(app: App, user, *, domain: Domain) -> Operation:
     db.session.delete(domain)
     db.session.flush()
     return request_operation("domains.apply", server=app.server, app=app, requested_by=user,
-                             payload={"add": [], "remove": [hostname]})
+                             payload={"add": [], "remove": [hostname]}, applies=[domain])

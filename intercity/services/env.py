@@ -58,23 +58,25 @@ def _get(app: App, key: str) -> EnvVar | None:
 
 def _apply(app: App, user, pairs: dict[str, str], restart: bool) -> EnvResult:
     result = EnvResult()
+    changed = []
     for key, value in pairs.items():
         var = _get(app, key)
         if var is None:
             var = EnvVar(app=app, key=key)
             var.value = value
             db.session.add(var)
-            result.set.append(key)
         elif var.value_fingerprint == crypto.fingerprint(value):
             result.unchanged.append(key)
+            continue
         else:
             var.value = value
-            result.set.append(key)
+        result.set.append(key)
+        changed.append(var)
     if result.set:
         db.session.flush()
         result.operation = request_operation(
             "env.apply", server=app.server, app=app, requested_by=user,
-            payload={"set": result.set, "unset": [], "restart": bool(restart)},
+            payload={"set": result.set, "unset": [], "restart": bool(restart)}, applies=changed,
         )
     return result
 
@@ -107,7 +109,7 @@ def remove_var(app: App, user, *, key: str, restart: bool = True) -> EnvResult:
     db.session.delete(var)
     db.session.flush()
     operation = request_operation("env.apply", server=app.server, app=app, requested_by=user,
-                                  payload={"set": [], "unset": [key], "restart": bool(restart)})
+                                  payload={"set": [], "unset": [key], "restart": bool(restart)}, applies=[var])
     return EnvResult(removed=[key], operation=operation)
 
 

@@ -1,14 +1,15 @@
 """Registering work for a server: an Operation row, committed with the change, enqueued after commit."""
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import select
 
+from intercity import jobs
+from intercity.audit import capture
 from intercity.audit.actor import Actor, current_actor
 from intercity.extensions import db
+from intercity.jobs import kinds
 from intercity.models import App, Operation, Server
-from intercity.models.operation import KINDS, PENDING
+from intercity.models.operation import PENDING
 from intercity.services.permissions import require
 from intercity.validation import ValidationError
 
@@ -19,28 +20,28 @@ def _requester(user) -> Actor:
 
 
 def request_operation(kind: str, *, server, app=None, payload: dict | None = None, requested_by=None,
-                      retry_of: Operation | None = None) -> Operation:
-    """Queue `kind` for a server (and app). The caller commits; the job queue picks it up after commit.
+                      retry_of: Operation | None = None, applies=()) -> Operation:
+    """Queue `kind` for a server (and app). The caller commits; the job is enqueued after that commit.
 
-    Payloads name what to apply (keys, hostnames, key names), never secret values: the job
-    reads the current desired state from the database when it runs.
+    `applies` names the rows whose change (made in this transaction) the operation brings to the
+    server: their audit entries point at it. Payloads name what to apply (keys, hostnames, key
+    names), never secret values: the job reads the current desired state when it runs.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown operation kind {kind!r}")
-    if KINDS[kind].app_level and app is None:
+    declared = kinds.get(kind)
+    if declared.app_level and app is None:
         raise ValueError(f"{kind} needs an app")
     who = _requester(requested_by)
     if app is not None and app.id is None:
         db.session.flush()  # the app's id is the operation's scope
     op = Operation(
         kind=kind,
-        category=KINDS[kind].category,
+        category=declared.category,
         server_id=server.id,
         server_name=server.name,
         app_id=app.id if app is not None else None,
         app_name=app.name if app is not None else None,
         scope=Operation.scope_for(server.id, app.id if app is not None else None),
-        payload=json.dumps(payload or {}, sort_keys=True),
+        payload=dict(payload or {}),
         requested_by_id=who.user_id,
         requested_by_email=who.email,
         requested_by_role=who.role,
@@ -49,16 +50,21 @@ def request_operation(kind: str, *, server, app=None, payload: dict | None = Non
     )
     db.session.add(op)
     db.session.flush()
+    if applies:
+        capture.applied_by(db.session, op.id, applies)
+    jobs.enqueue_after_commit(db.session, op)
     return op
-
-
-# Operations on a server's own access and keys are admin work; the rest is members' work.
-ADMIN_KINDS = frozenset({"server.check", "deploy_keys.apply", "server.refresh_keys"})
 
 
 def role_for(kind: str) -> str:
     """The role a person needs to request (or retry) an operation of this kind."""
-    return "admin" if kind in ADMIN_KINDS else "member"
+    return kinds.get(kind).role
+
+
+def retry_of(operation: Operation) -> Operation | None:
+    """The newest retry of an operation, if someone asked for one."""
+    return db.session.scalar(select(Operation).where(Operation.retry_of_id == operation.id)
+                             .order_by(Operation.id.desc()).limit(1))
 
 
 def retry(operation: Operation, user) -> Operation:
@@ -82,7 +88,8 @@ def retry(operation: Operation, user) -> Operation:
         app = db.session.get(App, operation.app_id)
         if app is None:
             raise ValidationError(f"The app {operation.app_name} is no longer in the panel.", None)
-        if operation.kind == "app.destroy":
+        if operation.kind_info.removes_app:
             app.status = "destroying"
     return request_operation(operation.kind, server=server, app=app, payload=operation.data,
-                             requested_by=user, retry_of=operation)
+                             requested_by=user, retry_of=operation,
+                             applies=[app] if app is not None and operation.kind_info.removes_app else ())

@@ -1,7 +1,6 @@
 """Servers: add one, test its connection, accept a changed host key, remove it from the panel."""
 from __future__ import annotations
 
-import json
 
 from sqlalchemy import func, select
 
@@ -77,7 +76,7 @@ def accept_host_key(server: Server, user, *, fingerprint: str | None = None) -> 
     server.seen_host_key_fingerprint = None
     server.status = "new"
     server.status_message = "The new host key was accepted; testing the connection again."
-    return request_operation("server.check", server=server, requested_by=user)
+    return request_operation("server.check", server=server, requested_by=user, applies=[server])
 
 
 def remove_server(server: Server, user, *, confirm: str) -> str:
@@ -93,8 +92,5 @@ def remove_server(server: Server, user, *, confirm: str) -> str:
 
 def remote_keys(server: Server) -> list[dict]:
     """Deploy keys as Dokku listed them at the last check: [{name, fingerprint, public_key}]."""
-    try:
-        keys = json.loads(server.remote_keys or "[]")
-    except ValueError:
-        return []
+    keys = server.remote_keys if isinstance(server.remote_keys, list) else []
     return [k for k in keys if isinstance(k, dict) and k.get("fingerprint")]

@@ -35,8 +35,8 @@ def settle(app) -> None:
     db.session.expire_all()
 
 
-def run_op(app, kind, *, server, user, target=None, payload=None) -> Operation:
-    op = request_operation(kind, server=server, app=target, payload=payload, requested_by=user)
+def run_op(app, kind, *, server, user, target=None, payload=None, applies=()) -> Operation:
+    op = request_operation(kind, server=server, app=target, payload=payload, requested_by=user, applies=applies)
     db.session.commit()
     op_id = op.id
     settle(app)
@@ -44,6 +44,7 @@ def run_op(app, kind, *, server, user, target=None, payload=None) -> Operation:
 
 
 def set_env(app_row: App, **values) -> list[str]:
+    """Set env vars in the session (flushed); the keys, in order."""
     for key, value in values.items():
         var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == app_row.id, EnvVar.key == key))
         if var is None:
@@ -56,8 +57,9 @@ def set_env(app_row: App, **values) -> list[str]:
 
 def apply_env(app, app_row, user, *, restart=False, unset=(), **values) -> Operation:
     keys = set_env(app_row, **values)
+    changed = db.session.scalars(select(EnvVar).where(EnvVar.app_id == app_row.id, EnvVar.key.in_(keys))).all()
     return run_op(app, "env.apply", server=app_row.server, user=user, target=app_row,
-                  payload={"set": keys, "unset": list(unset), "restart": restart})
+                  payload={"set": keys, "unset": list(unset), "restart": restart}, applies=changed)
 
 
 def runs(op: Operation) -> list[CommandRun]:

@@ -86,23 +86,27 @@ def team_history() -> History:
         h.key = DeployKey(server=h.server, name="ci-bot", public_key=key_text, key_type=key.key_type,
                           fingerprint=key.fingerprint, added_by_email="ops@example.com")
         db.session.add(h.key)
-        h.key_op = request_operation("deploy_keys.apply", server=h.server, payload={"add": ["ci-bot"], "remove": []})
+        h.key_op = request_operation("deploy_keys.apply", server=h.server, payload={"add": ["ci-bot"], "remove": []},
+                                     applies=[h.key])
         db.session.commit()
     finish_operation(h.key_op, runs=[{"argv": ["dokku", "ssh-keys:add", "ci-bot"], "stdout": "SHA256:added"}])
     with acting_as(Actor.for_user(h.dev)):
         h.app = App(server=h.server, name="api")
         db.session.add(h.app)
         db.session.flush()
-        h.create_op = request_operation("app.create", server=h.server, app=h.app)
+        h.create_op = request_operation("app.create", server=h.server, app=h.app, applies=[h.app])
         db.session.commit()
     finish_operation(h.create_op, runs=[{"argv": ["dokku", "apps:create", "api"], "stdout": "-----> Creating api..."}])
     with acting_as(Actor.for_user(h.dev)):
+        added = []
         for key_name, value in (("DATABASE_URL", SECRETS[0]), ("API_TOKEN", SECRETS[1])):
             env = EnvVar(app=h.app, key=key_name)
             env.value = value
             db.session.add(env)
+            added.append(env)
         h.env_op = request_operation("env.apply", server=h.server, app=h.app,
-                                     payload={"set": ["API_TOKEN", "DATABASE_URL"], "unset": [], "restart": True})
+                                     payload={"set": ["API_TOKEN", "DATABASE_URL"], "unset": [], "restart": True},
+                                     applies=added)
         db.session.commit()
     finish_operation(h.env_op, runs=[
         {"argv": ["dokku", "config:set", "--encoded", "api", "DATABASE_URL=[redacted]", "API_TOKEN=[redacted]"],
@@ -113,14 +117,16 @@ def team_history() -> History:
         env = db.session.scalar(db.select(EnvVar).where(EnvVar.key == "DATABASE_URL"))
         env.value = SECRETS[2]
         h.env_update_op = request_operation("env.apply", server=h.server, app=h.app,
-                                            payload={"set": ["DATABASE_URL"], "unset": [], "restart": True})
+                                            payload={"set": ["DATABASE_URL"], "unset": [], "restart": True},
+                                            applies=[env])
         db.session.commit()
     finish_operation(h.env_update_op, runs=[
         {"argv": ["dokku", "config:set", "--encoded", "api", "DATABASE_URL=[redacted]"], "stdout": "ok"}])
     with acting_as(Actor.for_user(h.dev)):
-        db.session.add(Domain(app=h.app, hostname="api.example.com"))
+        domain = Domain(app=h.app, hostname="api.example.com")
+        db.session.add(domain)
         h.failing_op = request_operation("domains.apply", server=h.server, app=h.app,
-                                         payload={"add": ["api.example.com"], "remove": []})
+                                         payload={"add": ["api.example.com"], "remove": []}, applies=[domain])
         db.session.commit()
     finish_operation(h.failing_op, status="failed", reason="domains:add exited with 1",
                      runs=[{"argv": ["dokku", "domains:add", "api", "api.example.com"], "exit_code": 1,
@@ -131,7 +137,8 @@ def team_history() -> History:
     with acting_as(Actor.for_user(h.ops)):
         db.session.delete(h.key)
         h.remove_key_op = request_operation("deploy_keys.apply", server=h.server, payload={
-            "add": [], "remove": [{"name": "ci-bot", "fingerprint": key.fingerprint, "adopted": False}]})
+            "add": [], "remove": [{"name": "ci-bot", "fingerprint": key.fingerprint, "adopted": False}]},
+            applies=[h.key])
         db.session.commit()
     with acting_as(Actor("anonymous")):
         record_event(db.session, "user.login_failed", target_type="user", target_label="mallory@example.com")
