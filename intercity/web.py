@@ -1,6 +1,7 @@
 """Request plumbing shared by every blueprint: first-run redirect, roles, htmx details, errors."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 from functools import wraps
@@ -57,11 +58,35 @@ class Htmx:
 
 htmx = Htmx()
 
+# htmx 2's responseHandling, first match wins: see base.html. Error answers to htmx requests are the
+# fragment _partials/_error.html (web._error_page), shown in #flashes whatever region asked.
+HTMX_CONFIG = json.dumps({"responseHandling": [
+    {"code": "204", "swap": False},
+    {"code": "[23]..", "swap": True},
+    {"code": "422", "swap": True},
+    {"code": "(403|404|409|429|500)", "swap": True, "error": True, "target": "#flashes",
+     "swapOverride": "innerHTML", "select": "#htmx-error"},
+    {"code": "[45]..", "swap": False, "error": True},
+]}, separators=(",", ":"))
+
 
 def render(full: str, fragment: str | None = None, **context) -> Response:
     """The fragment for htmx requests, the full page otherwise; responses vary on HX-Request."""
     template = fragment if (fragment and htmx.request) else full
     response = Response(render_template(template, **context))
+    response.vary.add("HX-Request")
+    return response
+
+
+def render_page(full: str, regions: dict[str, tuple[str, ...]], **context) -> Response:
+    """A page whose regions reload themselves: an htmx request for `?region=<id>` gets that region's
+    fragments alone (the region first, then what it swaps out of band); anything else the full page."""
+    fragments = regions.get(request.args.get("region", "")) if htmx.request else None
+    if fragments:
+        body = "".join(render_template(template, **context) for template in fragments)
+    else:
+        body = render_template(full, **context)
+    response = Response(body)
     response.vary.add("HX-Request")
     return response
 
@@ -117,6 +142,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["relative"] = _relative
     app.jinja_env.filters["exact"] = _exact
     app.jinja_env.globals["htmx"] = htmx
+    app.jinja_env.globals["htmx_config"] = HTMX_CONFIG
 
     @app.errorhandler(IntegrityError)
     def _conflict(error):
@@ -124,7 +150,7 @@ def init_app(app) -> None:
         db.session.rollback()
         message = ("Someone made the same change at the same moment, so yours was not saved. "
                    "Reload the page to see the current state.")
-        return render_template("error.html", code=409, title="Changed meanwhile", message=message), 409
+        return error_response(409, "Changed meanwhile", message)
 
     for code, title in ((400, "Bad request"), (403, "Not allowed"), (404, "Not found"), (405, "Not allowed"),
                         (429, "Too many attempts"), (500, "Something went wrong")):
@@ -145,6 +171,16 @@ def _error_page(code: int, title: str):
         if code == 500:
             db.session.rollback()
         message = getattr(error, "description", None) if code == 400 else None
-        return render_template("error.html", code=code, title=title, message=message or messages[code]), code
+        return error_response(code, title, message or messages[code])
 
     return handler
+
+
+def error_response(code: int, title: str, message: str):
+    """An error page, or for an htmx request the message alone (shown in place, see HTMX_CONFIG)."""
+    template = "_partials/_error.html" if htmx.request else "error.html"
+    response = Response(render_template(template, code=code, title=title, message=message), status=code)
+    response.vary.add("HX-Request")
+    return response
+
+

@@ -5,6 +5,8 @@ it as a worker would. test_panel_e2e.py and test_panel_browser.py run the real t
 """
 from __future__ import annotations
 
+import html
+import json
 import re
 
 import pytest
@@ -548,10 +550,58 @@ def test_a_pending_operation_polls_and_a_final_one_does_not(client, logged_in, m
     response = client.get(f"/operations/{op.id}", headers=HTMX)
     body = text(response)
     assert "hx-trigger" not in body and "applied" in body and "Retry" not in body
-    assert response.headers["HX-Trigger-After-Settle"] == "operation-finished"
+    # the regions a restart refreshes reload, and the activity list with them
+    assert response.headers["HX-Trigger-After-Settle"] == "refresh-app-status, refresh-recent-region"
     # without htmx it is a page of its own
     page = text(client.get(f"/operations/{op.id}"))
     assert "<title>Operation #" in page and "dokku ps:restart api" in page
+
+
+def test_a_poll_answers_with_the_card_alone(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    client.post(f"/servers/{app.server_id}/apps/api/restart")
+    [op] = operations()
+    page = client.get(f"/servers/{app.server_id}/apps/api")
+    poll = client.get(f"/operations/{op.id}", headers=HTMX)
+    assert poll.status_code == page.status_code == 200
+    body = text(poll)
+    assert body.lstrip().startswith(f'<div id="op-{op.id}"') and "<html" not in body
+    assert len(poll.data) * 5 < len(page.data)  # a card, not a page
+    assert "HX-Request" in poll.headers["Vary"]
+
+
+def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    page_url = f"/servers/{app.server_id}/apps/api"
+    page = client.get(page_url)
+    for region, also in (("app-status", ["app-head"]), ("env", []), ("domains", []),
+                         ("recent-region", ["recent-activity"])):
+        response = client.get(page_url, query_string={"region": region}, headers=HTMX)
+        body = text(response)
+        ids = re.findall(r'<(?:div|section)[^>]* id="([^"]+)"', body)
+        assert ids[0] == region and set(also) <= set(ids), (region, ids)
+        assert "<html" not in body and len(response.data) * 2 < len(page.data)
+    # every region of the page reloads only on the events of the kinds that refresh it
+    triggers = dict(re.findall(r'id="([^"]+)" hx-get="[^"]*" hx-select="[^"]*" hx-target="this" hx-swap="outerHTML"'
+                               r'\s+hx-vals=\'[^\']*\' hx-trigger="([^"]+)"', text(page)))
+    assert triggers == {region: f"refresh-{region} from:body" for region in ("app-status", "recent-region")}
+    # without htmx, or for a region the page does not have, the whole page
+    assert "<html" in text(client.get(page_url, query_string={"region": "app-status"}))
+    assert "<html" in text(client.get(page_url, query_string={"region": "nope"}, headers=HTMX))
+
+
+def test_server_and_key_pages_reload_their_regions_as_fragments(client, logged_in, admin):
+    logged_in(admin)
+    server = make_server()
+    for url, region, also in ((f"/servers/{server.id}", "server-status", ["server-head"]),
+                              (f"/servers/{server.id}", "apps-list", []),
+                              (f"/servers/{server.id}", "recent-region", ["recent-activity"]),
+                              (f"/servers/{server.id}/deploy-keys", "remote-keys", [])):
+        body = text(client.get(url, query_string={"region": region}, headers=HTMX))
+        ids = re.findall(r'<(?:div|section)[^>]* id="([^"]+)"', body)
+        assert "<html" not in body and ids[0] == region and set(also) <= set(ids), (region, ids)
 
 
 def test_a_failed_operation_shows_its_reason_output_and_retry(client, logged_in, member, viewer):
@@ -673,3 +723,28 @@ def test_regions_reload_from_the_page_even_when_it_answered_a_post(client, logge
     assert reloads and set(reloads) == {f"/servers/{app.server_id}/apps/api"}
     for url in reloads:
         assert client.get(url, headers=HTMX).status_code == 200
+
+
+# --- htmx answers ---------------------------------------------------------------------------
+
+
+def test_error_answers_to_htmx_are_a_message_shown_in_place(client, logged_in, viewer):
+    logged_in(viewer)
+    server = make_server()
+    page = text(client.get(f"/servers/{server.id}"))
+    config = json.loads(html.unescape(re.search(r'<meta name="htmx-config" content=\'([^\']+)\'>', page).group(1)))
+    handled = {rule["code"]: rule for rule in config["responseHandling"]}
+    assert handled["422"] == {"code": "422", "swap": True}
+    errors = handled["(403|404|409|429|500)"]
+    assert (errors["target"], errors["select"], errors["swap"]) == ("#flashes", "#htmx-error", True)
+    for url, method, code in ((f"/servers/{server.id + 1}", "get", 404), (f"/servers/{server.id}/check", "post", 403)):
+        response = getattr(client, method)(url, headers=HTMX)
+        body = text(response)
+        assert response.status_code == code and body.startswith('<div id="htmx-error"') and "<html" not in body
+        # without htmx the same answer is a page
+        assert "<html" in text(getattr(client, method)(url))
+    # one way for CSRF to reach htmx: the body's hx-headers, no script reading a meta tag
+    assert page.count("X-CSRFToken") == 1 and 'name="csrf-token"' not in page
+    with client.get("/static/app.js") as response:
+        script = response.get_data(as_text=True)
+    assert "422" not in script and "X-CSRFToken" not in script

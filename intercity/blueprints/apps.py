@@ -15,9 +15,19 @@ from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
 from intercity.validation import ValidationError
-from intercity.web import render, require_role
+from intercity.web import render, render_page, require_role
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
+
+# The app page's regions that reload themselves, each with the fragments that answer its reload.
+REGIONS = {
+    "app-status": ("apps/_status.html", "apps/_head.html"),
+    "env": ("apps/_env.html",),
+    "domains": ("apps/_domains.html",),
+    "recent-region": ("_partials/_recent_region.html",),
+}
+# Forms that change env vars or domains also refresh the head, the status (pending operations) and the activity.
+APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
 
 def _server(server_id: int) -> Server:
     return db.get_or_404(Server, server_id)
@@ -91,6 +101,8 @@ def _context(app: App, **forms) -> dict:
         domain_form=forms.get("domain_form") or DomainForm(formdata=None),
         destroy_form=forms.get("destroy_form") or ConfirmForm(formdata=None),
         recent_rows=recent_timeline(app.server_id, app.name),
+        cards_page="app",
+        app_oob=APP_OOB,
     )
 
 
@@ -103,7 +115,7 @@ def _invalid(server_id: int, name: str, **forms):
 @login_required
 def show(server_id: int, name: str):
     app = _app(server_id, name)
-    return render_template("apps/show.html", **_context(app))
+    return render_page("apps/show.html", REGIONS, **_context(app))
 
 
 @bp.post("/<name>/restart")

@@ -12,7 +12,7 @@ from intercity.models import App, Operation, Server
 from intercity.services import operations as operation_service
 from intercity.services.permissions import NotAllowed
 from intercity.validation import ValidationError
-from intercity.web import htmx, render, require_role
+from intercity.web import error_response, htmx, render, require_role
 
 bp = Blueprint("operations", __name__, url_prefix="/operations")
 
@@ -30,8 +30,7 @@ def _shell_join(argv) -> str:
 
 @bp.app_errorhandler(NotAllowed)
 def _not_allowed(error):
-    return render_template("error.html", code=403, title="Not allowed",
-                           message="Your role does not allow this. Ask an admin if you need it."), 403
+    return error_response(403, "Not allowed", "Your role does not allow this. Ask an admin if you need it.")
 
 
 def where_shown(operation: Operation) -> str:
@@ -52,8 +51,9 @@ def show(operation_id: int):
     response = render("operations/show.html", "_partials/_operation.html", op=operation,
                       page_url=where_shown(operation))
     if htmx.request and not operation.pending:
-        # A poll saw the end: regions that show what the operation changed reload themselves.
-        response.headers["HX-Trigger-After-Settle"] = "operation-finished"
+        # A poll saw the end: the regions its kind refreshes reload themselves, and so does the activity list.
+        regions = (*operation.kind_info.refreshes, "recent-region")
+        response.headers["HX-Trigger-After-Settle"] = ", ".join(f"refresh-{region}" for region in regions)
     return response
 
 

@@ -16,9 +16,17 @@ from intercity.services import apps as app_service
 from intercity.services import deploy_keys as key_service
 from intercity.services import servers as server_service
 from intercity.validation import ValidationError
-from intercity.web import require_role
+from intercity.web import render_page, require_role
 
 bp = Blueprint("servers", __name__, url_prefix="/servers")
+
+# Regions of the server page and the deploy keys page that reload themselves, with their fragments.
+REGIONS = {
+    "server-status": ("servers/_status.html", "servers/_head.html"),
+    "apps-list": ("servers/_apps_list.html",),
+    "recent-region": ("_partials/_recent_region.html",),
+}
+KEY_REGIONS = {"remote-keys": ("servers/_remote_keys.html",)}
 
 def _server(server_id: int) -> Server:
     return db.get_or_404(Server, server_id)
@@ -110,6 +118,7 @@ def show_context(server: Server, app_form: AppForm | None = None) -> dict:
         authorized_keys_line=server_service.authorized_keys_line(server),
         sudoers_line=server_service.sudoers_line(server),
         recent_rows=recent_timeline(server.id),
+        cards_page="server",
     )
 
 
@@ -117,7 +126,7 @@ def show_context(server: Server, app_form: AppForm | None = None) -> dict:
 @login_required
 def show(server_id: int):
     server = _server(server_id)
-    return render_template("servers/show.html", **show_context(server))
+    return render_page("servers/show.html", REGIONS, **show_context(server))
 
 
 @bp.post("/<int:server_id>/check")
@@ -186,7 +195,7 @@ def _keys_context(server: Server, form: DeployKeyForm | None = None, preview=Non
 @login_required
 def deploy_keys(server_id: int):
     server = _server(server_id)
-    return render_template("servers/deploy_keys.html", **_keys_context(server))
+    return render_page("servers/deploy_keys.html", KEY_REGIONS, **_keys_context(server))
 
 
 @bp.post("/<int:server_id>/deploy-keys")

@@ -1,12 +1,5 @@
-// Intercity's JavaScript glue: CSRF for htmx, copy buttons, swapping error responses.
-document.addEventListener("htmx:configRequest", function (event) {
-  var token = document.querySelector('meta[name="csrf-token"]');
-  if (token) { event.detail.headers["X-CSRFToken"] = token.content; }
-});
-// Invalid forms come back as 422 with the form re-rendered: show them instead of dropping them.
-document.addEventListener("htmx:beforeSwap", function (event) {
-  if (event.detail.xhr.status === 422) { event.detail.shouldSwap = true; event.detail.isError = false; }
-});
+// Intercity's JavaScript glue: open timeline rows stay open while they poll, copy buttons.
+// (CSRF reaches htmx through the body's hx-headers; error answers are htmx's responseHandling, in base.html.)
 // A pending timeline row polls and is replaced whole: keep its details open if the person opened them,
 // both in the response (the request says so) and when they toggle while the request is in flight.
 document.addEventListener("htmx:configRequest", function (event) {
