@@ -70,13 +70,33 @@ def env_key(key: str) -> str:
     return key
 
 
+def dokku_storage_problem(value: str) -> str | None:
+    """Why Dokku cannot store this value, or None when it can.
+
+    Dokku writes an app's config with godotenv 1.5.1 and reads it back with godotenv's
+    parser, which gives back every value except those ending in a double quote or a
+    backslash (tests/test_env_storable.py checks this rule against a port of both).
+    Integer-looking values (`007`) come back as numbers; the read-back reports that.
+    """
+    if value.endswith('"'):
+        return ('ends with a double quote ("): Dokku would store a backslash in its place, and the '
+                "app's next config change would then fail. Add a character after the quote, or leave it out.")
+    if value.endswith("\\"):
+        return ("ends with a backslash (\\): Dokku would store it but could no longer read any of the app's "
+                "config. Add a character after the backslash, or leave it out.")
+    return None
+
+
 def env_value(value: str) -> str:
-    """Normalise a value typed into a browser: CRLF line breaks become LF."""
+    """Normalise a value typed into a browser (CRLF line breaks become LF); refuse what Dokku cannot store."""
     if value is None:
         raise ValidationError("Enter a value.", "value")
     value = value.replace("\r\n", "\n")
     if "\x00" in value:
         raise ValidationError("Values cannot contain NUL bytes.", "value")
+    problem = dokku_storage_problem(value)
+    if problem:
+        raise ValidationError("This value " + problem, "value")
     return value
 
 

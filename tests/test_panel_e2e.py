@@ -178,7 +178,8 @@ def test_import_apps_with_their_env_and_domains(app, client, logged_in, member, 
 # --- env vars ----------------------------------------------------------------------------
 
 TRICKY = {
-    "QUOTES": "it's \"quoted\"",
+    # Not at the very end: Dokku cannot store a value ending in a quote (the form refuses it).
+    "QUOTES": "it's \"quoted\" here",
     "SHELL": "$(touch /tmp/pwned) `id` ; rm -rf / | cat",
     "SPACES": "  leading and trailing  ",
     "EQUALS": "a=b=c",

@@ -316,6 +316,21 @@ def test_env_form_errors_sit_next_to_the_field(client, logged_in, member):
     assert count(EnvVar) == 0 and operations() == []
 
 
+def test_a_value_dokku_cannot_store_is_refused_next_to_the_field_and_per_line(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    url = f"/servers/{app.server_id}/apps/api/env"
+    response = client.post(url, data={"key": "Q", "value": 'it\'s "quoted"'})
+    assert response.status_code == 422
+    assert "ends with a double quote" in field_error(text(response), "env-value")
+    response = client.post(url, data={"key": "BS", "value": "C:\\"})
+    assert "ends with a backslash" in field_error(text(response), "env-value")
+    response = client.post(url + "/paste", data={"block": "GOOD=1\r\nBS=dir\\\r\n"})
+    lines = re.search(r'<ul class="line-errors" id="env-block-lines">(.*?)</ul>', text(response), re.S).group(1)
+    assert re.findall(r"<strong>Line (\d+):</strong>", lines) == ["2"] and "ends with a backslash" in lines
+    assert count(EnvVar) == 0 and operations() == []
+
+
 def test_paste_three_variables_in_one_operation(client, logged_in, member):
     logged_in(member)
     app = make_app(make_server(), name="api")

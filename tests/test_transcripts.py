@@ -1,4 +1,4 @@
-"""Command transcripts: secrets redacted in raw and base64 form, output capped, config:export never stored.
+"""Command transcripts: secrets of 8+ characters redacted in every form, output capped, config output never stored.
 
 The secret probe at the end runs operations whose commands and output carry env values in
 every way we know of (echoed by config:set, printed by a restart, quoted in an error, read back
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from intercity.dokku.ssh import Capture
 from intercity.dokku.transcript import MAX_STREAM, NOT_STORED, Redactor, commands_sha256, stored_stream, truncate
 from intercity.extensions import db
-from intercity.models import AuditEntry, CommandRun, Operation
+from intercity.models import AuditEntry, CommandRun, Domain, Operation
 from tests.support.builders import make_app
 from tests.support.operations import apply_env, run_op, runs, set_env
 
@@ -34,21 +34,27 @@ def test_raw_base64_and_json_escaped_forms_are_redacted():
     assert redactor.redact(text) == 'echo [redacted] | [redacted] | "[redacted]"'
 
 
-def test_each_line_of_a_multiline_secret_is_redacted_where_dokku_reflows_it():
-    redactor = Redactor(["-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34\n-----END KEY-----"])
-    echoed = "       KEY:  -----BEGIN KEY-----\n             MIIBOgIBAAJBAKj34\n             -----END KEY-----"
-    assert "MIIBOgIBAAJBAKj34" not in redactor.redact(echoed)
-    assert "BEGIN KEY" not in redactor.redact(echoed)
+def test_each_long_line_of_a_multiline_secret_is_redacted_where_dokku_reflows_it():
+    redactor = Redactor(["-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34\nabc\n-----END KEY-----"])
+    echoed = "       KEY:  -----BEGIN KEY-----\n             MIIBOgIBAAJBAKj34\n             abc\n"
+    assert redactor.redact(echoed) == ("       KEY:  [redacted]\n             [redacted]\n"
+                                       "             abc\n")  # a 3-character line is no secret
 
 
-def test_short_values_are_redacted_as_whole_words_only():
-    redactor = Redactor(["7", "on"])
-    assert redactor.redact("PORT:  7\nSHA256:abc7def online") == "PORT:  [redacted]\nSHA256:abc7def online"
+def test_values_shorter_than_8_characters_are_not_redacted():
+    redactor = Redactor(["7", "on", "true", "web", "s3cret7"])
+    text = 'PORT:  7\nSHA256:abc7def online\n{"can-scale":"true"} web s3cret7'
+    assert redactor.redact(text) == text
+
+
+def test_values_of_8_characters_are_redacted_wherever_they_occur():
+    redactor = Redactor(["s3cret78"])
+    assert redactor.redact("xxs3cret78yy s3cret78") == "xx[redacted]yy [redacted]"
 
 
 def test_longer_secrets_win_over_ones_they_contain():
-    redactor = Redactor(["token", "token-with-suffix"])
-    assert redactor.redact("a token-with-suffix b token") == "a [redacted] b [redacted]"
+    redactor = Redactor(["tokenval", "tokenval-with-suffix"])
+    assert redactor.redact("a tokenval-with-suffix b tokenval") == "a [redacted] b [redacted]"
 
 
 def test_empty_values_redact_nothing():
@@ -93,19 +99,57 @@ def test_commands_sha256_covers_every_stored_field():
 
 
 @pytest.mark.ssh
-def test_values_dokku_echoes_are_redacted_in_stored_output(app, member, dokku, dokku_server):
+@pytest.mark.postgresql_only
+def test_config_output_is_never_stored_only_the_panels_reading(app, member, dokku, dokku_server):
     dokku.create_app("web")
     dokku.mark_deployed("web")
     web = make_app(dokku_server, name="web")
     secret = "echoed-password-4711"
-    # As Dokku prints without --quiet, and as a deploy log may print a value.
-    dokku.fail("config:set", exit_code=0, stdout=f"-----> Setting config vars\n       PASSWORD:  {secret}\n",
-               stderr=f"warning: {b64(secret)}\n")
-    op = apply_env(app, web, member, restart=True, PASSWORD=secret)
+    # As Dokku prints without --quiet (values echoed, short ones too).
+    dokku.fail("config:set", exit_code=0, stdout=f"-----> Setting config vars\n       PASSWORD:  {secret}\n"
+               "       SHORT:  abc\n", stderr=f"warning: {b64(secret)}\n", times=1)
+    op = apply_env(app, web, member, restart=True, PASSWORD=secret, SHORT="abc")
     config_set = runs(op)[0]
-    assert config_set.stdout == "-----> Setting config vars\n       PASSWORD:  [redacted]\n"
-    assert config_set.stderr == "warning: [redacted]\n"
-    assert config_set.argv_list[-1] == "PASSWORD=[redacted]"
+    assert (config_set.stdout, config_set.stderr) == (NOT_STORED, "")  # no failure: nothing to read
+    assert config_set.argv_list[-2:] == ["PASSWORD=[redacted]", "SHORT=[redacted]"]
+
+    # An ENV-file error quotes the whole file, short values included: only the panel's reading is kept.
+    dokku.fail("config:set", exit_code=1, stderr=' !     unexpected character "\\"" in variable name near '
+               '"\\"\\nSHORT=\\"abc\\"\\nPIN=4711\\n"\n', times=1)
+    failed = apply_env(app, web, member, SHORT="abcd")
+    [run] = [r for r in runs(failed) if r.argv_list[1] == "config:set" or "config:set" in r.argv_list]
+    assert failed.status == "failed" and "cannot read the config of web" in failed.reason
+    assert run.stderr == failed.reason and run.stdout == ""
+    assert "4711" not in run.stderr and "abc" not in run.stderr
+
+
+@pytest.mark.ssh
+@pytest.mark.postgresql_only
+def test_short_values_leave_a_ps_report_transcript_intact(app, member, dokku, dokku_server):
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    set_env(web, DEBUG="true", WORKERS="2")
+    op = run_op(app, "app.refresh", server=dokku_server, user=member, target=web)
+    [report] = [r for r in runs(op) if "ps:report" in r.argv_list]
+    assert '"can-scale":"true"' in report.stdout and "[redacted]" not in report.stdout
+
+
+@pytest.mark.ssh
+@pytest.mark.postgresql_only
+def test_a_long_secret_inside_a_dokku_error_is_hidden_and_the_panels_words_are_not(app, member, dokku, dokku_server):
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    secret = "twenty-char-secret-1"
+    # A line of a multi-line value that is also a piece of the panel's own wording.
+    set_env(web, TOKEN=secret, NOTE="intro\nDeploy it first.")
+    db.session.add(Domain(app=web, hostname="a.example.com"))
+    dokku.fail("domains:add", exit_code=1, stderr=f" !     nginx: unknown directive {secret} in web.conf\n", times=1)
+    failed = run_op(app, "domains.apply", server=dokku_server, user=member, target=web,
+                     payload={"add": ["a.example.com"], "remove": []})
+    assert failed.status == "failed" and "[redacted]" in failed.reason and secret not in failed.reason
+    assert secret not in "".join(r.stderr for r in runs(failed)) and "[redacted]" in runs(failed)[-1].stderr
+    restart = run_op(app, "app.restart", server=dokku_server, user=member, target=web)
+    assert restart.status == "failed" and restart.reason.endswith("Deploy it first.")
 
 
 SECRETS = {
@@ -157,7 +201,9 @@ def test_secret_probe_every_column_of_command_runs_operations_and_audit_entries(
                 for form in forms:
                     assert form not in text, f"{table.name}.{column} holds a secret: {text[:200]!r}"
                 checked += 1
-    assert db.session.scalar(select(CommandRun.id).where(CommandRun.stdout.contains("[redacted]"))) is not None
+    assert db.session.scalar(select(CommandRun.id).where(CommandRun.argv.contains("[redacted]"))) is not None
+    config_runs = db.session.scalars(select(CommandRun).where(CommandRun.argv.contains('"config:'))).all()
+    assert config_runs and {run.stdout for run in config_runs} <= {NOT_STORED, ""}
     exports = db.session.scalars(select(CommandRun).where(CommandRun.argv.contains('"config:export"'))).all()
     assert exports and {run.stdout for run in exports} == {NOT_STORED}
     assert checked > 100

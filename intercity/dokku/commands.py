@@ -132,8 +132,9 @@ def config_set(app: str, pairs: dict[str, str], restart: bool) -> list[Command]:
         raise ValidationError("Enter at least one variable.", "key")
     encoded: dict[str, tuple[str, str]] = {}
     for key, value in pairs.items():
-        # Checked for None and NUL only: the value is sent exactly as given so that the
-        # read-back compares like with like.
+        # Checked, not changed: the value is sent exactly as given so that the read-back
+        # compares like with like; one Dokku cannot store (set before that was refused) is
+        # never sent, as it would break the app's config on the server.
         validation.env_value(value)
         key = validation.env_key(key)
         encoded[key] = (value, f"{key}={_encode(value)}")

@@ -66,6 +66,10 @@ class UnsupportedVersion(DokkuError):
         self.version = version
 
 
+class EnvFileUnreadable(DokkuError):
+    """The app's ENV file on the server cannot be parsed by Dokku (a value it cannot store got in)."""
+
+
 class UnparseableOutput(DokkuError):
     """Output did not have the expected shape (e.g. ssh-keys:list JSON, which Dokku does not escape)."""
 
@@ -85,12 +89,15 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def check(command: Command, exit_code: int, stdout: str, stderr: str) -> list[str]:
+def check(command: Command, exit_code: int, stdout: str, stderr: str, scrub=None) -> list[str]:
     """Raise the DokkuError a run amounts to (exit 0 included); return warnings otherwise.
 
-    Matching runs on the raw output; only the pieces of output quoted in a message are
-    scrubbed of the command's secrets, so a short secret cannot hide a failure.
+    Matching runs on the raw output; only the pieces of output quoted in a message pass
+    through `scrub` (the operation's redactor; by default the command's own secrets are
+    removed), so a secret cannot hide a failure and the panel's own words are never redacted.
     """
+    if scrub is None:
+        scrub = lambda text: _scrub(text, command.secrets)  # noqa: E731
     code, stdout, stderr = exit_code, stdout or "", stderr or ""
     # Since 0.38 ps:restart merges stderr into stdout, so look at both streams' text.
     text = f"{stdout}\n{stderr}"
@@ -117,7 +124,7 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str) -> list[st
     if code == 0:
         for line in bangs:
             if line.startswith("Failure while restarting app"):
-                detail = _scrub(line.partition(":")[2].strip(), command.secrets)
+                detail = scrub(line.partition(":")[2].strip())
                 raise RestartFailed(
                     f"The change was saved, but restarting {app} failed"
                     + (f" ({detail})" if detail else "")
@@ -132,13 +139,13 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str) -> list[st
         warnings = [line for line in bangs if line not in benign]
         # e.g. `sudo: unable to resolve host x`: worth showing, not a failure.
         warnings += [line.strip() for line in stderr.splitlines() if line.startswith("sudo: ")]
-        return [_scrub(w, command.secrets) for w in warnings]
+        return [scrub(w) for w in warnings]
 
     if command.kind == "ssh-keys:list" and "authorized_keys is empty" in text:
         return []
     if command.kind == "ssh-keys:remove" and "No public keys found." in bangs:
         return ["There were no deploy keys on the server, so there was nothing to remove."]
-    raise _known_failure(command, code, text, bangs) or _generic_failure(command, code, stderr, bangs)
+    raise _known_failure(command, code, text, bangs) or _generic_failure(command, code, stderr, bangs, scrub)
 
 
 def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> DokkuError | None:
@@ -157,6 +164,16 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> 
             f"The panel needs Dokku {MINIMUM} or newer with its core plugins enabled.",
             code,
         )
+    if kind.startswith("config") and ("unterminated quoted value" in lower or "in variable name near" in lower):
+        return EnvFileUnreadable(
+            f"Dokku cannot read the config of {command.app or 'the app'} on the server: its ENV file holds a "
+            "value ending in a double quote or a backslash, which Dokku cannot store. Every config change "
+            "of the app fails until that value is fixed in the app's ENV file on the server.",
+            code,
+        )
+    if kind.startswith("config") and "invalid key name" in lower:
+        return DokkuError("Dokku refused a variable name: use letters, digits and underscores, "
+                          "not starting with a digit.", code)
     if kind == "apps:create" and "name is already taken" in lower:
         return AppAlreadyExists(f"An app named {command.app} already exists on the server.", code)
     if kind == "apps:create" and "app name must begin with" in lower:
@@ -201,10 +218,15 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> 
     return None
 
 
-def _generic_failure(command: Command, code: int, stderr: str, bangs: list[str]) -> DokkuError:
-    # The last few lines: a failed deploy can print hundreds before them.
-    lines = (bangs or [line.strip() for line in stderr.splitlines() if line.strip()])[-3:]
-    reason = _scrub(" ".join(lines), command.secrets)
+def _generic_failure(command: Command, code: int, stderr: str, bangs: list[str], scrub) -> DokkuError:
+    if command.kind.startswith("config"):
+        # Only Dokku's last failure line: config output echoes values (the ENV-file errors,
+        # which quote the whole file, are read in _known_failure and never quoted).
+        lines = bangs[-1:]
+    else:
+        # The last few lines: a failed deploy can print hundreds before them.
+        lines = (bangs or [line.strip() for line in stderr.splitlines() if line.strip()])[-3:]
+    reason = scrub(" ".join(lines))
     if reason:
         return DokkuError(f"dokku {command.kind} failed (exit code {code}): {reason}", code)
     return DokkuError(f"dokku {command.kind} failed with exit code {code} and gave no reason.", code)

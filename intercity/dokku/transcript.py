@@ -1,9 +1,13 @@
 """What a command run leaves in the record: argv as shown to people, output with secrets redacted and capped.
 
-Every known secret (the app's current env values, the command's own `secrets`) is replaced
-in raw and in base64 form before anything is stored; truncation happens after redaction, so a
-cut can never expose part of a secret. `commands_sha256` is the digest an operation's outcome
-audit entry carries, so the transcripts are covered by the audit hash chain.
+The output of `config:*` commands is never stored (they echo values, and Dokku's ENV-file
+errors quote the whole file); the panel's one-line reading of such a command stands in for
+it. Elsewhere every known secret of 8 or more characters (the app's current env values, the
+command's own `secrets`; each such line of a multi-line value) is replaced wherever it occurs,
+raw, base64 and JSON-escaped, before anything is stored; shorter values are not secrets worth
+garbling the record for. Truncation happens after redaction, so a cut can never expose part of
+a secret. `commands_sha256` is the digest an operation's outcome audit entry carries, so the
+transcripts are covered by the audit hash chain.
 """
 from __future__ import annotations
 
@@ -18,22 +22,28 @@ from intercity.dokku.commands import REDACTED, Command
 
 # Per stream: plenty for a deploy's error, small enough for a timeline page.
 MAX_STREAM = 64 * 1024
-# Values this short are redacted only as whole words: "1" must not eat every digit of a log.
-SHORT_SECRET = 4
-# config:export prints every value of the app; it is read, compared and never stored.
+# Shorter values ("true", "1", "web") are not hidden: they would garble every transcript.
+MIN_SECRET = 8
+# What stands in for the output of a config command, which may print the app's values.
 NOT_STORED = "[output not stored: it lists the values of the app's environment variables]"
+
+
+def stores_output(command: Command) -> bool:
+    """config:set echoes values, config:export lists them and an ENV-file error quotes them all."""
+    return not command.kind.startswith("config")
 
 
 def _forms(secret: str) -> set[str]:
     """The ways a value can show up in output: as is, base64 (how the panel sends it), JSON-escaped."""
+    if len(secret) < MIN_SECRET:
+        return set()
     forms = {secret, base64.b64encode(secret.encode("utf-8")).decode("ascii")}
-    escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
-    forms.add(escaped)
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
     forms.add(json.dumps(secret)[1:-1])
-    # A multi-line value is echoed line by line (config:set's column layout indents the rest).
+    # A multi-line value shows up line by line (a log, a reflowed column): each long line is hidden too.
     if "\n" in secret:
-        forms.update(line for line in secret.split("\n") if len(line.strip()) >= SHORT_SECRET)
-    return {form for form in forms if form}
+        forms.update(line.strip() for line in secret.split("\n") if len(line.strip()) >= MIN_SECRET)
+    return {form for form in forms if len(form) >= MIN_SECRET}
 
 
 class Redactor:
@@ -61,10 +71,7 @@ class Redactor:
             parts = []
             # Longest first, so a secret containing another is replaced whole.
             for form in sorted(self._forms, key=len, reverse=True):
-                escaped = re.escape(form)
-                if len(form) < SHORT_SECRET:
-                    escaped = rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
-                parts.append(escaped)
+                parts.append(re.escape(form))
             self._pattern = re.compile("|".join(parts))
         return self._pattern
 

@@ -19,7 +19,7 @@ from intercity.audit.rules import Scope
 from intercity.dokku import commands, parsers, ssh
 from intercity.dokku.commands import Command, DokkuVersion
 from intercity.dokku.parsers import DokkuError
-from intercity.dokku.transcript import NOT_STORED, Redactor, display_argv, stored_stream
+from intercity.dokku.transcript import NOT_STORED, Redactor, display_argv, stored_stream, stores_output
 from intercity.extensions import db
 from intercity.models import App, CommandRun, DeployKey, Domain, EnvVar, Operation, Server
 from intercity.models.base import utcnow
@@ -125,7 +125,7 @@ class OperationContext:
         return app
 
     def warn(self, message: str) -> None:
-        message = self.redactor.redact(message)
+        # Panel wording: the parts quoted from Dokku were redacted where they were quoted.
         if message not in self.warnings:
             self.warnings.append(message)
 
@@ -217,24 +217,38 @@ class OperationContext:
             result = self.connection.run(command)
         except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
             failure, result = error, error.result
-        self._record(command, result, store_stdout)
+        # Read the outcome first: for a config command, the reading is what the transcript keeps.
+        warnings, error = [], None
+        if failure is None and result.exit_code is not None:
+            try:
+                warnings = parsers.check(command, result.exit_code, result.out, result.err,
+                                         scrub=self.redactor.redact)
+            except DokkuError as found:
+                error = found
+        self._record(command, result, store_stdout, reading=error.message if error else " ".join(warnings))
         if failure is not None:
             raise failure
         if result.exit_code is None:
             raise OperationError(f"dokku {command.kind} {result.error}.")
-        for warning in parsers.check(command, result.exit_code, result.out, result.err):
+        if error is not None:
+            raise error
+        for warning in warnings:
             self.warn(warning)
         return result
 
-    def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool) -> None:
-        stdout = stored_stream(result.stdout, self.redactor)
-        if not (store_stdout and self.declared.store_output) and result.stdout.total:
+    def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool, reading: str = "") -> None:
+        if stores_output(command):
+            stdout = stored_stream(result.stdout, self.redactor)
+            stderr = stored_stream(result.stderr, self.redactor)
+        else:
+            # Never Dokku's text: only the panel's one-line reading of what went wrong.
+            stdout, stderr = "", reading if (result.stderr.total or reading) else ""
+        if not (store_stdout and self.declared.store_output and stores_output(command)) and result.stdout.total:
             stdout = NOT_STORED
         db.session.add(CommandRun(
             operation_id=self.op_id, position=self.position, server_name=self.server_name,
             argv=display_argv(command, sudo=self.connection.target.sudo), exit_code=result.exit_code,
-            stdout=stdout,
-            stderr=stored_stream(result.stderr, self.redactor), error=result.error,
+            stdout=stdout, stderr=stderr, error=result.error,
             started_at=result.started_at, finished_at=result.finished_at,
         ))
         db.session.commit()
@@ -287,7 +301,7 @@ def server_check(ctx: OperationContext) -> None:
         # A changed host key stays the server's state until a check gets through with the pinned key.
         if not isinstance(error, ssh.HostKeyMismatch) and server.status != "host_key_mismatch":
             server.status = getattr(error, "server_status", "error")
-            server.status_message = ctx.redactor.redact(error.message)
+            server.status_message = error.message
         server.last_checked_at = utcnow()
         if isinstance(error, parsers.UnsupportedVersion):
             server.dokku_version = str(error.version)

@@ -107,9 +107,9 @@ def _apply(op_id: int, lock, pool, heartbeat) -> None:
             except Exception as error:  # every failure ends the operation with a reason
                 db.session.rollback()
                 failure = error
+                # The panel's wording, never run through the value redactor: Dokku's text
+                # quoted in it was redacted where the parser quoted it.
                 reason = failure_reason(error)
-                if ctx is not None:
-                    reason = ctx.redactor.redact(reason)
             finally:
                 if ctx is not None:
                     ctx.close(failure)

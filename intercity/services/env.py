@@ -196,6 +196,10 @@ def parse_block(text: str) -> dict[str, str]:
         if "\x00" in value:
             errors.append((number, f"the value of {key} contains a NUL byte"))
             continue
+        problem = validation.dokku_storage_problem(value)
+        if problem:
+            errors.append((number, f"the value of {key} {problem}"))
+            continue
         if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
             errors.append((number, f"the value of {key} is longer than 64 KiB"))
             continue

@@ -121,16 +121,6 @@ class DokkuDouble:
         """Make app restarts fail: config:set/unset warn and exit 0, ps:restart exits 1."""
         (self.root / "control" / "restart-fail").write_text(message)
 
-    @_shared_files
-    def godotenv_quirks(self, enabled: bool = True) -> None:
-        """Read ENV files back like godotenv 1.5.1 (values ending in a quote or
-        backslash get mangled; see dokku_double's docstring)."""
-        marker = self.root / "control" / "godotenv-quirks"
-        if enabled:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
-
     def clear_faults(self) -> None:
         shutil.rmtree(self.root / "control", ignore_errors=True)
         self._ensure()
@@ -154,7 +144,8 @@ class DokkuDouble:
 
     # config ----------------------------------------------------------------
     def env(self, app: str) -> dict[str, bytes]:
-        """The app's config (``--global`` for the global one)."""
+        """The app's config (``--global`` for the global one), read as godotenv reads it;
+        raises the double's EnvFileError when Dokku could not read it either."""
         return self._state.read_env(app)
 
     def env_file(self, app: str) -> bytes:
