@@ -22,7 +22,7 @@ from sqlalchemy.orm.interfaces import MANYTOONE
 
 from intercity.audit import chain
 from intercity.audit.actor import current_actor, request_meta
-from intercity.audit.rules import CATEGORIES, EVENT_CATEGORIES, Scope
+from intercity.audit.rules import CATEGORIES, EVENT_CATEGORIES, REDACTED, Scope
 
 PENDING = "audit_pending"
 # (target_type, target_id) -> id of the operation that applies that row's change, in order of request.
@@ -30,8 +30,6 @@ APPLIES = "audit_applies"
 MARKS = "audit_savepoint_marks"
 # Set once this transaction's entries are chained: (seq, hash) of its newest entry.
 HEAD = "audit_head"
-# What a changed secret looks like in a diff when no fingerprint shows the change.
-REDACTED = "[redacted]"
 
 
 class UnauditedChange(RuntimeError):
