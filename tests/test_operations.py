@@ -472,8 +472,8 @@ def test_a_restarted_process_fails_work_left_running_and_resumes_queued_work(app
     # Rows as a process that died left them (inserted directly, so nothing is enqueued now).
     long_ago = utcnow() - timedelta(minutes=5)
     common = dict(category="app", server_id=dokku_server.id, server_name=dokku_server.name, app_id=web.id,
-                  app_name="web", scope=f"app:{web.id}", payload="{}", requested_by_id=admin.id,
-                  requested_by_email=admin.email, requested_by_role=admin.role, attempts=0, warnings="[]",
+                  app_name="web", scope=f"app:{web.id}", payload={}, requested_by_id=admin.id,
+                  requested_by_email=admin.email, requested_by_role=admin.role, attempts=0, warnings=[],
                   created_at=long_ago, updated_at=long_ago)
     db.session.commit()
     table = Operation.__table__

@@ -128,19 +128,18 @@ def verify(connection, *, start_seq: int = 0, start_hash: str = GENESIS, expect_
             if row["seq"] != expected_seq:
                 return VerifyResult(False, count, expected_seq - 1, prev_hash,
                                     f"entry {expected_seq} is missing (the next one is {row['seq']}): "
-                                    "entries were removed", expected_seq)
+                                    "entries were removed")
             if row["prev_hash"] != prev_hash:
                 return VerifyResult(False, count, expected_seq - 1, prev_hash,
                                     f"entry {row['seq']} does not follow entry {row['seq'] - 1}: "
-                                    "entries were removed or reordered", row["seq"])
+                                    "entries were removed or reordered")
             if compute_hash(row) != row["hash"]:
                 return VerifyResult(False, count, expected_seq - 1, prev_hash,
-                                    f"entry {row['seq']} (id {row['id']}) was altered: its hash does not match its content",
-                                    row["seq"])
+                                    f"entry {row['seq']} (id {row['id']}) was altered: its hash does not match its content")
             if expect_head and row["seq"] == expect_head[0]:
                 if row["hash"] != expect_head[1]:
                     return VerifyResult(False, count, row["seq"], row["hash"],
-                                        f"entry {row['seq']} is not the entry of the expected head", row["seq"])
+                                        f"entry {row['seq']} is not the entry of the expected head")
                 expected_head_seen = True
             prev_hash = row["hash"]
             count += 1
