@@ -9,7 +9,12 @@ through `EnvVar.value` (encryption and fingerprint), committing.
 Then the same changes in one large transaction, as a bulk import does. Prints per-change times
 and the on/off ratio; the target is at most 1.5x per transaction.
 
-Settings: BENCH_CAPTURE_CHANGES (default 10000), BENCH_CAPTURE_REPEAT (runs of each variant, the
+First, in one database, blocks of per-transaction changes alternate capture off and on (ABBA
+order after a warm-up of each): the median of the paired on/off ratios is the steady figure on a
+busy machine. Then, unless BENCH_CAPTURE_PAIRED_ONLY=1, the fresh-database runs below.
+
+Settings: BENCH_CAPTURE_BLOCKS (pairs of blocks, default 10), BENCH_CAPTURE_BLOCK (changes per block,
+default 200), BENCH_CAPTURE_CHANGES (default 10000), BENCH_CAPTURE_REPEAT (runs of each variant, the
 fastest counts; default 3), BENCH_BACKENDS (default "sqlite,postgresql"), BENCH_DATABASE_URL (the
 PostgreSQL server; databases `intercity_bench_capture_*` are created there and dropped after).
 """
@@ -32,6 +37,11 @@ PG_PREFIX = "intercity_bench_capture"
 APPS = 10
 KEYS = 10  # per app
 TARGET = 1.5
+# The paired measurement: blocks of changes alternating capture off and on in one database.
+BLOCKS = int(os.environ.get("BENCH_CAPTURE_BLOCKS", "10"))
+# Set BENCH_CAPTURE_PAIRED_ONLY=1 to skip the fresh-database runs (fastest of REPEAT each).
+PAIRED_ONLY = os.environ.get("BENCH_CAPTURE_PAIRED_ONLY") == "1"
+PER_BLOCK = int(os.environ.get("BENCH_CAPTURE_BLOCK", "200"))
 
 
 def _config(url: str) -> dict:
@@ -231,6 +241,60 @@ def measure(databases) -> dict:
     return results
 
 
+def paired(url: str, first, second, *, blocks: int, per_block: int) -> list[float]:
+    """Blocks of per-transaction changes in one database, alternating `first` and `second` (context
+    managers) in ABBA order so drift and the database's growth hit both; returns second/first per pair."""
+    from sqlalchemy import select
+
+    from intercity import create_app
+    from intercity.audit.actor import Actor, acting_as
+    from intercity.extensions import db
+    from intercity.models import App, User
+
+    app = create_app(_config(url))
+    steps = workload(blocks * 2 * per_block)
+    ratios = []
+    with app.app_context():
+        user = db.session.scalar(select(User))
+        server_id, = db.session.scalars(select(App.server_id).distinct()).all()
+        db.session.commit()
+        with acting_as(Actor.for_user(user)):
+            # warm up both (caches, plans) on changes of their own
+            position = 0
+            for variant in (first, second):
+                with variant():
+                    for app_index, key, value in steps[position:position + per_block // 4]:
+                        _view(server_id, f"app-{app_index}", key, value)
+            position = per_block // 4
+            steps = workload(blocks * 2 * per_block + position)
+            for block in range(blocks):
+                order = (first, second) if block % 2 == 0 else (second, first)
+                times = {}
+                for variant in order:
+                    chunk = steps[position:position + per_block]
+                    position += per_block
+                    with variant():
+                        started = time.perf_counter()
+                        for app_index, key, value in chunk:
+                            _view(server_id, f"app-{app_index}", key, value)
+                        times[variant] = time.perf_counter() - started
+                ratios.append(times[second] / times[first])
+        db.session.remove()
+        db.engine.dispose()
+    return ratios
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def paired_report(title: str, ratios: list[float]) -> str:
+    return (f"  {title:44} median {_median(ratios):4.2f}x   min {min(ratios):4.2f}x   max {max(ratios):4.2f}x   "
+            f"({len(ratios)} pairs of {PER_BLOCK} changes)")
+
+
 def report(name: str, results: dict) -> str:
     lines = [f"{name}:"]
     for shape, title in (("each", "one transaction per change"), ("bulk", "one transaction for all")):
@@ -272,15 +336,27 @@ def main() -> None:
     print(f"  {machine()}, SQLAlchemy {sqlalchemy.__version__}")
     with tempfile.TemporaryDirectory(prefix="intercity-bench-capture-") as workdir:
         os.environ.setdefault("INTERCITY_INSTANCE_PATH", str(Path(workdir) / "instance"))
+        print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        off, on = (lambda: capture(False)), (lambda: capture(True))
         if "sqlite" in BACKENDS:
-            print(report("SQLite (file, WAL)", measure(SqliteDatabases(Path(workdir)))), flush=True)
+            databases = SqliteDatabases(Path(workdir))
+            print("SQLite (file, WAL), paired blocks, one transaction per change:")
+            print(paired_report("capture on / off", paired(databases.fresh(), off, on, blocks=BLOCKS,
+                                                                 per_block=PER_BLOCK)), flush=True)
+            if not PAIRED_ONLY:
+                print(report("SQLite (file, WAL)", measure(databases)), flush=True)
         if "postgresql" in BACKENDS:
             databases = PostgresDatabases()
             try:
                 version = _postgres_version(databases._url(databases.template))
-                print(report(f"PostgreSQL {version} (loopback)", measure(databases)), flush=True)
+                print(f"PostgreSQL {version} (loopback), paired blocks, one transaction per change:")
+                print(paired_report("capture on / off", paired(databases.fresh(), off, on, blocks=BLOCKS,
+                                                                     per_block=PER_BLOCK)), flush=True)
+                if not PAIRED_ONLY:
+                    print(report(f"PostgreSQL {version} (loopback)", measure(databases)), flush=True)
             finally:
                 databases.close()
+        print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

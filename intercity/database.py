@@ -1,6 +1,7 @@
 """Engine setup (SQLite pragmas and write transactions) and startup checks of the database."""
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic.config import Config as AlembicConfig
@@ -94,7 +95,9 @@ def validate_url(url: str) -> None:
         raise ConfigError(f"DATABASE_URL uses {parsed.get_backend_name()!r}: Intercity runs on SQLite or PostgreSQL.")
 
 
+@cache
 def head_revision() -> str:
+    """The newest migration, read from the scripts once per process (they do not change under it)."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()

@@ -5,12 +5,14 @@ import json
 import uuid
 from datetime import datetime, timezone
 from functools import wraps
+from urllib.parse import urlsplit
 
 from flask import Response, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from intercity.audit.rules import CATEGORY_LABELS
 from intercity.extensions import db, login_manager
 
 # Reachable before the first admin exists.
@@ -68,6 +70,14 @@ HTMX_CONFIG = json.dumps({"responseHandling": [
      "swapOverride": "innerHTML", "select": "#htmx-error"},
     {"code": "[45]..", "swap": False, "error": True},
 ]}, separators=(",", ":"))
+
+
+def local_path(target: str | None, default: str) -> str:
+    """`target` if it is a path on this site, else `default`: a `next` parameter never leads elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target \
+            and not urlsplit(target).netloc:
+        return target
+    return default
 
 
 def render(full: str, fragment: str | None = None, **context) -> Response:
@@ -143,6 +153,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["exact"] = _exact
     app.jinja_env.globals["htmx"] = htmx
     app.jinja_env.globals["htmx_config"] = HTMX_CONFIG
+    app.jinja_env.globals["category_labels"] = CATEGORY_LABELS
 
     @app.errorhandler(IntegrityError)
     def _conflict(error):

@@ -114,6 +114,17 @@ def test_healthz_names_each_part(client):
     assert data["jobs"]["state"] == "ok"
 
 
+def test_healthz_reads_the_migration_scripts_once(client):
+    from intercity import database
+
+    client.get("/healthz")
+    before = database.head_revision.cache_info()
+    for _ in range(3):
+        assert client.get("/healthz").get_json()["database"]["state"] == "ok"
+    after = database.head_revision.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 3
+
+
 def test_healthz_503_when_the_database_is_unreachable(make_app):
     app = make_app(SQLALCHEMY_DATABASE_URI="postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = app.test_client().get("/healthz")

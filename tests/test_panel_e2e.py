@@ -64,7 +64,7 @@ def test_add_a_server_install_the_line_and_test_the_connection(app, client, logg
     server = db.session.scalar(select(Server))
     assert server.status == "ready"
     assert (server.host_key_type, server.host_key_fingerprint) == (sshd.host_key_type, sshd.host_key_fingerprint)
-    assert server.dokku_version and server.remote_keys == "[]"
+    assert server.dokku_version and server.remote_keys == []
     op = last("server.check")
     assert op.status == "succeeded" and [r.argv_list[-1] for r in op.command_runs][:1] == ["version"]
     page = text(client.get(server_url))

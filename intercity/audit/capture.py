@@ -11,18 +11,19 @@ drops its unwritten entries.
 from __future__ import annotations
 
 import enum
-import weakref
 from datetime import datetime
 
-from sqlalchemy import Integer, String, event, insert, inspect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.interfaces import MANYTOONE
 
 from intercity.audit import chain
 from intercity.audit.actor import current_actor, request_meta
-from intercity.audit.rules import CATEGORIES, EVENT_CATEGORIES, Scope
+from intercity.audit.rules import CATEGORIES, EVENT_CATEGORIES, REDACTED, Scope
+from intercity.extensions import db
+from intercity.models import Operation
+from intercity.models.base import utcnow
 
 PENDING = "audit_pending"
 # (target_type, target_id) -> id of the operation that applies that row's change, in order of request.
@@ -30,8 +31,6 @@ APPLIES = "audit_applies"
 MARKS = "audit_savepoint_marks"
 # Set once this transaction's entries are chained: (seq, hash) of its newest entry.
 HEAD = "audit_head"
-# What a changed secret looks like in a diff when no fingerprint shows the change.
-REDACTED = "[redacted]"
 
 
 class UnauditedChange(RuntimeError):
@@ -54,8 +53,6 @@ class _Plan:
     __slots__ = ("rule", "fields", "secret", "witness", "is_operation", "parents", "parent")
 
     def __init__(self, cls, rule):
-        from intercity.models import Operation
-
         mapper = inspect(cls)
         self.rule = rule
         self.fields = tuple(attr.key for attr in mapper.column_attrs
@@ -273,163 +270,14 @@ def _link_operations(session, entries: list[dict]) -> None:
             entry["operation_id"] = applies.get((entry["target_type"], entry["target_id"]))
 
 
-_COLUMNS: list[tuple[str, bool, int | None]] = []
-
-
-def _fit(row: dict) -> dict:
-    """Give each value its column's type and length before hashing, so the hashed and stored bytes agree.
-
-    (An id passed as "3" would be stored as 3; a label longer than its column would fail on
-    PostgreSQL, and an over-long label must not make a person's change fail.)
-    """
-    if not _COLUMNS:
-        from intercity.models import AuditEntry
-
-        for column in AuditEntry.__table__.columns:
-            if column.name in chain.HASHED_FIELDS and column.name not in ("seq", "created_at"):
-                is_int = isinstance(column.type, Integer)
-                length = column.type.length if isinstance(column.type, String) else None
-                _COLUMNS.append((column.name, is_int, length))
-    for name, is_int, length in _COLUMNS:
-        value = row.get(name)
-        if value is None:
-            continue
-        if is_int:
-            if type(value) is not int:
-                row[name] = int(value)
-        elif type(value) is not str:
-            row[name] = value = str(value)
-        if length is not None and len(value) > length:
-            row[name] = value[: length - 1] + "…"
-    return row
-
-
-class _Insert:
-    """The INSERT of audit entries for one driver, rendered once, with each column's bind processor.
-
-    Entries are written on every commit; going to the driver with a statement rendered once
-    (values still converted by their types' own processors) costs a fraction of a Core insert.
-    On PostgreSQL a second form inserts a row only if it extends the chain head it was hashed
-    against (see _append_postgresql).
-    """
-
-    def __init__(self, dialect, marker: str):
-        from intercity.models import AuditEntry
-
-        table = AuditEntry.__table__
-        self.columns = tuple(c.name for c in table.columns if c.name != "id")
-        self.processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-                                for name in self.columns)
-        names = ", ".join(dialect.identifier_preparer.quote(name) for name in self.columns)
-        self.sql = f"INSERT INTO audit_entries ({names}) VALUES ({', '.join([marker] * len(self.columns))})"
-        self.guarded_sql = None
-        if dialect.name == "postgresql" and dialect.driver == "psycopg":  # psycopg 3 has pipeline mode
-            casts = []
-            for name in self.columns:
-                impl = table.c[name].type.dialect_impl(dialect)
-                casts.append("text" if isinstance(impl, String) else impl.compile(dialect=dialect))
-            values = ", ".join(f"{marker}::{cast}" for cast in casts)
-            # Inserted only when the previous entry is the one this row was chained to and nothing
-            # follows it: all rows of a batch go in, or (the guessed head was stale) none does.
-            self.guarded_sql = (
-                f"INSERT INTO audit_entries ({names}) SELECT {values} "
-                f"WHERE NOT EXISTS (SELECT 1 FROM audit_entries WHERE seq >= {marker}::bigint) "
-                f"AND ({marker}::bigint = 1 OR EXISTS (SELECT 1 FROM audit_entries "
-                f"WHERE seq = {marker}::bigint - 1 AND hash = {marker}::text))"
-            )
-
-    def params(self, row: dict) -> tuple:
-        return tuple(row[name] if process is None or row[name] is None else process(row[name])
-                     for name, process in zip(self.columns, self.processors))
-
-
-_INSERTS: dict[tuple[str, str, str], _Insert | None] = {}
-
-
-def _insert_for(dialect) -> _Insert | None:
-    key = (dialect.name, dialect.driver, dialect.paramstyle)
-    try:
-        return _INSERTS[key]
-    except KeyError:
-        marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
-        plan = _INSERTS[key] = _Insert(dialect, marker) if marker else None
-        return plan
-
-
-def _chain(entries: list[dict], seq: int, prev_hash: str, now) -> list[dict]:
-    rows = []
-    for entry in entries:
-        seq += 1
-        row = _fit(dict(entry, seq=seq, created_at=now, prev_hash=prev_hash))
-        row["hash"] = prev_hash = chain.compute_hash(row)
-        rows.append(row)
-    return rows
-
-
-# The head this process last wrote, per engine: on PostgreSQL the next commit guesses it is still
-# the head, so locking, reading the head and inserting take one round trip instead of two.
-_LAST_HEAD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _append_postgresql(connection, insert_: _Insert, entries: list[dict], now) -> list[dict]:
-    """Take the chain lock, read the head and insert the entries chained to the guessed head, pipelined.
-
-    Each statement runs after the one before it, with its own READ COMMITTED snapshot: the head
-    is read once the lock is granted, and the guarded insert adds rows only if the guess was the
-    head. Otherwise nothing was inserted, and the entries are chained to the head just read
-    (the lock is held now) and inserted with a second round trip.
-    """
-    dbapi = connection.connection.dbapi_connection
-    guess = _LAST_HEAD.get(connection.engine)
-    rows = _chain(entries, *guess, now) if guess else None
-    try:
-        with dbapi.pipeline():
-            dbapi.cursor().execute(f"SELECT pg_advisory_xact_lock({chain.CHAIN_LOCK_ID})")
-            head_cursor = dbapi.cursor()
-            head_cursor.execute(chain.HEAD_SQL)
-            if rows:
-                insert_cursor = dbapi.cursor()
-                insert_cursor.executemany(insert_.guarded_sql, [
-                    insert_.params(row) + (row["seq"], row["seq"], row["seq"], row["prev_hash"]) for row in rows])
-        found = head_cursor.fetchone()
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(insert_.guarded_sql, None, error, connection.dialect.loaded_dbapi.Error) from error
-    head = (int(found[0]), found[1]) if found else (0, chain.GENESIS)
-    if rows and head == guess:
-        if insert_cursor.rowcount != len(rows):  # cannot happen under the lock; never write half a batch
-            raise RuntimeError(f"audit chain: {insert_cursor.rowcount} of {len(rows)} entries inserted")
-        return rows
-    rows = _chain(entries, *head, now)
-    connection.exec_driver_sql(insert_.sql, [insert_.params(row) for row in rows])
-    return rows
-
-
 def _write(session) -> None:
     """Chain and insert the pending entries, taking the chain lock unless this transaction holds it."""
     entries = session.info.get(PENDING)
     if not entries:
         return
     _link_operations(session, entries)
-    from intercity.models.base import utcnow
-
-    connection = session.connection()
-    insert_ = _insert_for(connection.dialect)
-    held = session.info.get(HEAD)
-    now = utcnow()
-    if held is None and insert_ is not None and insert_.guarded_sql is not None:
-        rows = _append_postgresql(connection, insert_, entries, now)
-    else:
-        rows = _chain(entries, *(held if held is not None else chain.lock_head(connection)), now)
-        if insert_ is None:
-            from intercity.models import AuditEntry
-
-            connection.execute(insert(AuditEntry.__table__), rows)
-        else:
-            params = [insert_.params(row) for row in rows]
-            connection.exec_driver_sql(insert_.sql, params if len(params) > 1 else params[0])
+    session.info[HEAD] = chain.append(session.connection(), entries, session.info.get(HEAD), utcnow())
     entries.clear()
-    session.info[HEAD] = head = (rows[-1]["seq"], rows[-1]["hash"])
-    _LAST_HEAD[connection.engine] = head
 
 
 def _before_commit(session):
@@ -462,24 +310,8 @@ def _after_transaction_end(session, transaction):
             info.pop(key, None)
 
 
+# table name -> (model class, audit rule), for refusing bulk statements; filled by register().
 _AUDITED_TABLES: dict[str, tuple[type, object]] = {}
-_MAPPERS_SEEN = [0]
-
-
-def _audited_table(table_name: str | None):
-    found = _AUDITED_TABLES.get(table_name)
-    if found is None:
-        from intercity.extensions import db
-
-        mappers = db.Model.registry.mappers
-        if len(mappers) != _MAPPERS_SEEN[0]:  # models imported since the last look
-            for mapper in mappers:
-                rule = getattr(mapper.class_, "__audit__", None)
-                if rule is not None:
-                    _AUDITED_TABLES[mapper.local_table.name] = (mapper.class_, rule)
-            _MAPPERS_SEEN[0] = len(mappers)
-            found = _AUDITED_TABLES.get(table_name)
-    return found
 
 
 def _guard_bulk(orm_execute_state):
@@ -488,7 +320,7 @@ def _guard_bulk(orm_execute_state):
     if not (is_update or is_delete or orm_execute_state.is_insert):
         return
     table = getattr(orm_execute_state.statement, "table", None)
-    audited = _audited_table(getattr(table, "name", None))
+    audited = _AUDITED_TABLES.get(getattr(table, "name", None))
     if audited is None:
         return
     cls, rule = audited
@@ -534,7 +366,11 @@ HOOKS = (
 
 
 def register() -> None:
-    """Install the hooks once, for every session."""
+    """Install the hooks once, for every session (after the models are imported: it maps their tables)."""
+    for mapper in db.Model.registry.mappers:
+        rule = getattr(mapper.class_, "__audit__", None)
+        if rule is not None:
+            _AUDITED_TABLES[mapper.local_table.name] = (mapper.class_, rule)
     for name, fn in HOOKS:
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)

@@ -26,7 +26,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import and_, exists, func, not_, or_, select, true
 from sqlalchemy.orm import aliased
 
-from intercity.audit.rules import CATEGORIES
+from intercity.audit.rules import CATEGORIES, CATEGORY_LABELS
 from intercity.models import AuditEntry, Operation
 from intercity.models.operation import PENDING
 
@@ -34,7 +34,7 @@ QUALIFIERS = ("actor", "action", "app", "server", "category", "outcome", "create
 OUTCOMES = {"pending": PENDING, "applied": ("succeeded",), "failed": ("failed",)}
 # The entries an operation's end writes; the timeline folds them into the entry that asked for the work.
 OUTCOME_ACTIONS = ("operation.succeeded", "operation.failed")
-CHIPS = (("security", "Security"), ("app", "Apps"), ("server", "Servers"), ("team", "Team"))
+CHIPS = tuple(CATEGORY_LABELS.items())
 _CATEGORY_ALIASES = {"apps": "app", "servers": "server", "teams": "team"}
 PAGE_SIZE = 50
 

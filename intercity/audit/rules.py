@@ -4,7 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-CATEGORIES = ("security", "app", "server", "team")
+# The audit categories and what people call them (filter chips, icons, exports), in display order.
+CATEGORY_LABELS = {"security": "Security", "app": "Apps", "server": "Servers", "team": "Team"}
+CATEGORIES = tuple(CATEGORY_LABELS)
+# What stands in for a secret wherever one would show: diffs, command lines, transcripts, warnings.
+REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)

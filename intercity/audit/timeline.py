@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import select
 
 from intercity.audit import query
+from intercity.audit.rules import REDACTED
 from intercity.extensions import db
 from intercity.jobs import kinds
 from intercity.models import AuditEntry, CommandRun, Operation
@@ -32,7 +33,6 @@ FIELD_LABELS = {
     "private_key_encrypted": "panel private key",
 }
 FINGERPRINT_FIELDS = {"value_fingerprint"}
-REDACTED = "[redacted]"  # what capture writes for a changed secret that has no fingerprint
 # Ids that every child carries; they say nothing a person needs in the diff table.
 HIDDEN_FIELDS = {"app_id", "server_id"}
 

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from intercity.blueprints.panel_support import (
-    AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, back, fail, recent_timeline,
-    region_operations, unconfirmed,
+    AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, attempt, back, recent_timeline,
+    unconfirmed,
 )
 from intercity.extensions import db
-from intercity.models import App, Domain, EnvVar, Server
+from intercity.models import App, Domain, Server
 from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
-from intercity.validation import ValidationError
+from intercity.services.operations import region_operations
 from intercity.web import render, render_page, require_role
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
@@ -34,7 +33,7 @@ def _server(server_id: int) -> Server:
 
 
 def _app(server_id: int, name: str) -> App:
-    app = db.session.scalar(select(App).where(App.server_id == server_id, App.name == name))
+    app = app_service.find_app(server_id, name)
     if app is None:
         abort(404)
     return app
@@ -63,12 +62,8 @@ def create(server_id: int):
     server = _server(server_id)
     form = AppForm()
     if form.validate_on_submit():
-        try:
-            app = app_service.create_app(server, _user(), name=form.name.data)
-        except ValidationError as error:
-            fail(form, error, "name")
-        else:
-            db.session.commit()
+        app, error = attempt(lambda: app_service.create_app(server, _user(), name=form.name.data), form, "name")
+        if error is None:
             flash(f"Creating {app.name} on {server.name}…", "info")
             return redirect(_page(app), code=303)
     server = _server(server_id)
@@ -79,8 +74,7 @@ def create(server_id: int):
 @require_role("member")
 def import_apps(server_id: int):
     server = _server(server_id)
-    app_service.import_apps(server, _user())
-    db.session.commit()
+    attempt(lambda: app_service.import_apps(server, _user()))
     return back(url_for("servers.show", server_id=server.id, _anchor="apps"),
                 f"Looking for apps on {server.name} that the panel does not have yet…", "info")
 
@@ -122,12 +116,9 @@ def show(server_id: int, name: str):
 @require_role("member")
 def restart(server_id: int, name: str):
     app = _app(server_id, name)
-    try:
-        app_service.restart_app(app, _user())
-    except ValidationError as error:
-        db.session.rollback()
+    _, error = attempt(lambda: app_service.restart_app(app, _user()))
+    if error is not None:
         return back(_page(app), error.message, "error")
-    db.session.commit()
     return back(_page(app), f"Restarting {app.name}…", "info")
 
 
@@ -135,12 +126,9 @@ def restart(server_id: int, name: str):
 @require_role("member")
 def refresh(server_id: int, name: str):
     app = _app(server_id, name)
-    try:
-        app_service.refresh_app(app, _user())
-    except ValidationError as error:
-        db.session.rollback()
+    _, error = attempt(lambda: app_service.refresh_app(app, _user()))
+    if error is not None:
         return back(_page(app), error.message, "error")
-    db.session.commit()
     return back(_page(app), f"Reading the status of {app.name}…", "info")
 
 
@@ -149,12 +137,9 @@ def refresh(server_id: int, name: str):
 def destroy(server_id: int, name: str):
     app = _app(server_id, name)
     form = ConfirmForm()
-    try:
-        app_service.destroy_app(app, _user(), confirm=form.confirm.data)
-    except ValidationError as error:
-        fail(form, error, "confirm")
+    _, error = attempt(lambda: app_service.destroy_app(app, _user(), confirm=form.confirm.data), form, "confirm")
+    if error is not None:
         return _invalid(server_id, name, destroy_form=form)
-    db.session.commit()
     return back(_page(app), f"Destroying {app.name}. It stays listed until Dokku confirms.", "info")
 
 
@@ -181,13 +166,9 @@ def set_env(server_id: int, name: str):
     app = _app(server_id, name)
     form = EnvVarForm()
     if form.validate_on_submit():
-        try:
-            result = env_service.set_var(app, _user(), key=form.key.data, value=form.value.data or "",
-                                         restart=form.restart.data)
-        except ValidationError as error:
-            fail(form, error, "value")
-        else:
-            db.session.commit()
+        result, error = attempt(lambda: env_service.set_var(app, _user(), key=form.key.data, value=form.value.data or "",
+                                                            restart=form.restart.data), form, "value")
+        if error is None:
             return back(_page(app) + "#env", *_env_message(result, app))
     return _invalid(server_id, name, env_form=form)
 
@@ -199,17 +180,13 @@ def paste_env(server_id: int, name: str):
     form = EnvPasteForm()
     block_errors = []
     if form.validate_on_submit():
-        try:
-            result = env_service.paste_block(app, _user(), text=form.block.data or "", restart=form.restart.data)
-        except env_service.EnvBlockError as error:
-            db.session.rollback()
+        result, error = attempt(lambda: env_service.paste_block(app, _user(), text=form.block.data or "",
+                                                                restart=form.restart.data), form, "block")
+        if error is None:
+            return back(_page(app) + "#env", *_env_message(result, app))
+        if isinstance(error, env_service.EnvBlockError):
             block_errors = error.lines
             form.block.errors = ["Nothing was changed. Fix these lines and paste again:"]
-        except ValidationError as error:
-            fail(form, error, "block")
-        else:
-            db.session.commit()
-            return back(_page(app) + "#env", *_env_message(result, app))
     app = _app(server_id, name)
     return render_template("apps/show.html", **_context(app, paste_form=form), block_errors=block_errors), 422
 
@@ -218,20 +195,15 @@ def paste_env(server_id: int, name: str):
 @require_role("member")
 def edit_env(server_id: int, name: str, key: str):
     app = _app(server_id, name)
-    var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == app.id, EnvVar.key == key))
-    if var is None:
+    if env_service.get_var(app, key) is None:
         abort(404)
     form = EnvEditForm()
     if form.validate_on_submit():
-        try:
-            result = env_service.edit_var(app, _user(), key=key, value=form.value.data or "",
-                                          restart=form.restart.data)
-        except ValidationError as error:
-            fail(form, error, "value")
-            app = _app(server_id, name)
-        else:
-            db.session.commit()
+        result, error = attempt(lambda: env_service.edit_var(app, _user(), key=key, value=form.value.data or "",
+                                                             restart=form.restart.data), form, "value")
+        if error is None:
             return back(_page(app) + "#env", *_env_message(result, app))
+        app = _app(server_id, name)
     status = 422 if request.method == "POST" else 200
     return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form), status
 
@@ -244,12 +216,9 @@ def remove_env(server_id: int, name: str, key: str):
                             _page(app) + "#env")) is not None:
         return page
     restart = request.form.get("restart", "on") not in ("", "0", "off", "false")
-    try:
-        result = env_service.remove_var(app, _user(), key=key, restart=restart)
-    except ValidationError as error:
-        db.session.rollback()
+    result, error = attempt(lambda: env_service.remove_var(app, _user(), key=key, restart=restart))
+    if error is not None:
         return back(_page(app) + "#env", error.message, "error")
-    db.session.commit()
     return back(_page(app) + "#env", *_env_message(result, app))
 
 
@@ -257,11 +226,9 @@ def remove_env(server_id: int, name: str, key: str):
 @require_role("member")
 def reveal_env(server_id: int, name: str, key: str):
     app = _app(server_id, name)
-    try:
-        value = env_service.reveal(app, _user(), key=key)
-    except ValidationError:
+    value, error = attempt(lambda: env_service.reveal(app, _user(), key=key))
+    if error is not None:
         abort(404)
-    db.session.commit()
     return render("apps/reveal.html", "apps/_env_value.html", app=app, server=app.server, key=key, value=value,
                   revealed=True)
 
@@ -275,13 +242,10 @@ def add_domain(server_id: int, name: str):
     app = _app(server_id, name)
     form = DomainForm()
     if form.validate_on_submit():
-        try:
-            domain, _ = domain_service.add_domain(app, _user(), hostname=form.domain.data)
-        except ValidationError as error:
-            fail(form, error, "domain")
-        else:
-            db.session.commit()
-            return back(_page(app) + "#domains", f"Adding {domain.hostname} to {app.name}…", "info")
+        added, error = attempt(lambda: domain_service.add_domain(app, _user(), hostname=form.domain.data), form,
+                               "domain")
+        if error is None:
+            return back(_page(app) + "#domains", f"Adding {added[0].hostname} to {app.name}…", "info")
     return _invalid(server_id, name, domain_form=form)
 
 
@@ -296,10 +260,7 @@ def remove_domain(server_id: int, name: str, domain_id: int):
     if (page := unconfirmed(f"Remove {hostname}", f"Remove {hostname} from {app.name}?",
                             _page(app) + "#domains")) is not None:
         return page
-    try:
-        domain_service.remove_domain(app, _user(), domain=domain)
-    except ValidationError as error:
-        db.session.rollback()
+    _, error = attempt(lambda: domain_service.remove_domain(app, _user(), domain=domain))
+    if error is not None:
         return back(_page(app) + "#domains", error.message, "error")
-    db.session.commit()
     return back(_page(app) + "#domains", f"Removing {hostname} from {app.name}…", "info")

@@ -1,7 +1,6 @@
 """Login and logout."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -11,6 +10,7 @@ from wtforms.validators import InputRequired
 
 from intercity.extensions import db, limiter
 from intercity.services import users
+from intercity.web import local_path
 
 bp = Blueprint("auth", __name__)
 
@@ -23,9 +23,7 @@ class LoginForm(FlaskForm):
 
 def _safe_next(target: str | None) -> str:
     # Only local paths: a login link must not bounce people to another site.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("home.index")
+    return local_path(target, url_for("home.index"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -6,13 +6,12 @@ import shlex
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from intercity.blueprints.panel_support import local_path
+from intercity.blueprints.panel_support import attempt
 from intercity.extensions import db
 from intercity.models import App, Operation, Server
 from intercity.services import operations as operation_service
 from intercity.services.permissions import NotAllowed
-from intercity.validation import ValidationError
-from intercity.web import error_response, htmx, render, require_role
+from intercity.web import error_response, htmx, local_path, render, require_role
 
 bp = Blueprint("operations", __name__, url_prefix="/operations")
 
@@ -64,15 +63,12 @@ def retry(operation_id: int):
     if not current_user.can(operation_service.role_for(operation.kind)):
         abort(403)
     default = where_shown(operation)
-    try:
-        new = operation_service.retry(operation, current_user._get_current_object())
-    except ValidationError as error:
-        db.session.rollback()
+    new, error = attempt(lambda: operation_service.retry(operation, current_user._get_current_object()))
+    if error is not None:
         if htmx.request:
             return render_template("_partials/_operation.html", op=operation, retry_error=error.message), 200
         flash(error.message, "error")
         return redirect(local_path(request.form.get("next"), default), code=303)
-    db.session.commit()
     if htmx.request:
         return render_template("_partials/_operation.html", op=new)
     flash(f"Retrying: {new.title}…", "info")

@@ -2,20 +2,16 @@
 error placement, redirects, and the operations a page region shows."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms import ValidationError as FormError
 
 from intercity import validation
 from intercity.extensions import db
-from intercity.jobs import kinds
-from intercity.models import Operation
-from intercity.models.operation import FINAL, PENDING
 from intercity.validation import ValidationError
+from intercity.web import local_path
 
 
 def rule(check):
@@ -84,16 +80,22 @@ def place_error(form, error: ValidationError, fallback: str | None = None) -> No
         form.form_errors.append(error.message)
 
 
-def fail(form, error: ValidationError, fallback: str | None = None) -> None:
-    """Undo the request's changes and show the error: nothing is half-applied."""
-    db.session.rollback()
-    place_error(form, error, fallback)
+def attempt(call, form=None, fallback: str | None = None):
+    """Run a service call as the request's change: commit it, or undo it all and keep its error.
 
-
-def local_path(target: str | None, default: str) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return default
+    With a form the error is placed next to its field (or `fallback`), for the caller to re-render
+    the form. Returns (result, None) after the commit, (None, error) after the rollback: nothing is
+    ever half-applied.
+    """
+    try:
+        result = call()
+    except ValidationError as error:
+        db.session.rollback()
+        if form is not None:
+            place_error(form, error, fallback)
+        return None, error
+    db.session.commit()
+    return result, None
 
 
 def back(default: str, message: str | None = None, category: str = "success"):
@@ -112,21 +114,6 @@ def unconfirmed(title: str, question: str, default: str):
     fields = [(key, value) for key, value in request.form.items(multi=True) if key not in ("csrf_token", "confirmed")]
     return render_template("_partials/confirm.html", title=title, question=question, fields=fields,
                            cancel=local_path(request.form.get("next"), default))
-
-
-def region_operations(region: str, *, server_id: int | None = None, app_id: int | None = None,
-                      max_pending: int = 5) -> list[Operation]:
-    """What a page region shows: its pending operations and the latest finished one, newest first."""
-    query = select(Operation).where(Operation.kind.in_(kinds.in_region(region)))
-    if app_id is not None:
-        query = query.where(Operation.app_id == app_id)
-    else:
-        query = query.where(Operation.server_id == server_id, Operation.app_id.is_(None))
-    pending = list(db.session.scalars(query.where(Operation.status.in_(PENDING))
-                                      .order_by(Operation.id.desc()).limit(max_pending)))
-    last = db.session.scalar(query.where(Operation.status.in_(FINAL)).order_by(Operation.id.desc()).limit(1))
-    ops = pending + ([last] if last is not None else [])
-    return sorted(ops, key=lambda op: op.id, reverse=True)
 
 
 def recent_timeline(server_id: int, app_name: str | None = None, limit: int = 10):

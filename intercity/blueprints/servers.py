@@ -3,19 +3,16 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from intercity.blueprints.panel_support import (
-    AppForm, ConfirmForm, DeployKeyForm, ServerForm, back, fail, recent_timeline, region_operations,
-    unconfirmed,
+    AppForm, ConfirmForm, DeployKeyForm, ServerForm, attempt, back, recent_timeline, unconfirmed,
 )
 from intercity.extensions import db
-from intercity.models import DeployKey, Operation, Server
-from intercity.models.operation import PENDING
+from intercity.models import DeployKey, Server
 from intercity.services import apps as app_service
 from intercity.services import deploy_keys as key_service
 from intercity.services import servers as server_service
-from intercity.validation import ValidationError
+from intercity.services.operations import region_operations
 from intercity.web import render_page, require_role
 
 bp = Blueprint("servers", __name__, url_prefix="/servers")
@@ -39,7 +36,7 @@ def _user():
 @bp.get("")
 @login_required
 def index():
-    servers = db.session.scalars(select(Server).order_by(Server.name)).all()
+    servers = server_service.list_servers()
     return render_template("servers/index.html", servers=servers)
 
 
@@ -48,14 +45,10 @@ def index():
 def new():
     form = ServerForm()
     if form.validate_on_submit():
-        try:
-            server = server_service.add_server(
-                _user(), name=form.name.data, host=form.host.data, port=form.port.data,
-                ssh_user=form.ssh_user.data, expected_fingerprint=form.host_key_fingerprint.data)
-        except ValidationError as error:
-            fail(form, error)
-        else:
-            db.session.commit()
+        server, error = attempt(lambda: server_service.add_server(
+            _user(), name=form.name.data, host=form.host.data, port=form.port.data,
+            ssh_user=form.ssh_user.data, expected_fingerprint=form.host_key_fingerprint.data), form)
+        if error is None:
             flash(f"{server.name} is in the panel. Install the panel's key on it, then test the connection.",
                   "success")
             return redirect(url_for(".show", server_id=server.id), code=303)
@@ -63,55 +56,11 @@ def new():
     return render_template("servers/new.html", form=form), status
 
 
-def app_states(server: Server) -> dict[int, tuple[str, str]]:
-    """A short state per app for the list: (text, badge class)."""
-    ops = db.session.scalars(
-        select(Operation).where(Operation.server_id == server.id, Operation.app_id.is_not(None))
-        .where(Operation.status.in_(PENDING) | (Operation.kind == "app.create"))
-        .order_by(Operation.id)
-    ).all()
-    pending: dict[int, list[Operation]] = {}
-    last_create: dict[int, Operation] = {}
-    for op in ops:
-        if op.status in PENDING:
-            pending.setdefault(op.app_id, []).append(op)
-        if op.kind == "app.create":
-            last_create[op.app_id] = op
-    states = {}
-    for app in server.apps:
-        waiting = pending.get(app.id, [])
-        create = last_create.get(app.id)
-        if app.status == "destroying":
-            states[app.id] = ("being destroyed", "pending")
-        elif any(op.kind == "app.create" for op in waiting):
-            states[app.id] = ("being created", "pending")
-        elif create is not None and create.status == "failed":
-            states[app.id] = ("creation failed", "failed")
-        elif waiting:
-            states[app.id] = (f"{len(waiting)} pending", "pending")
-        else:
-            states[app.id] = ps_summary(app_service.ps_status(app))
-    return states
-
-
-def ps_summary(ps: dict | None) -> tuple[str, str]:
-    if ps is None:
-        return ("status not read yet", "")
-    if not ps.get("deployed"):
-        return ("not deployed", "new")
-    running = ps.get("running")
-    if running is True:
-        return ("running", "ok")
-    if running is False:
-        return ("stopped", "failed")
-    return ("partly running", "pending")
-
-
 def show_context(server: Server, app_form: AppForm | None = None) -> dict:
     return dict(
         server=server,
         page_url=url_for("servers.show", server_id=server.id),
-        app_states=app_states(server),
+        app_states=app_service.app_states(server),
         app_form=app_form or AppForm(formdata=None),
         check_operations=region_operations("server-status", server_id=server.id),
         import_operations=region_operations("apps-list", server_id=server.id),
@@ -133,8 +82,7 @@ def show(server_id: int):
 @require_role("admin")
 def check(server_id: int):
     server = _server(server_id)
-    server_service.request_connection_test(server, _user())
-    db.session.commit()
+    attempt(lambda: server_service.request_connection_test(server, _user()))
     return back(url_for(".show", server_id=server.id), f"Testing the connection to {server.name}…", "info")
 
 
@@ -142,12 +90,10 @@ def check(server_id: int):
 @require_role("admin")
 def accept_host_key(server_id: int):
     server = _server(server_id)
-    try:
-        server_service.accept_host_key(server, _user(), fingerprint=request.form.get("fingerprint"))
-    except ValidationError as error:
-        db.session.rollback()
+    _, error = attempt(lambda: server_service.accept_host_key(server, _user(),
+                                                              fingerprint=request.form.get("fingerprint")))
+    if error is not None:
         return back(url_for(".show", server_id=server.id), error.message, "error")
-    db.session.commit()
     return back(url_for(".show", server_id=server.id),
                 f"The new host key of {server.name} is trusted now. Testing the connection again…")
 
@@ -159,20 +105,17 @@ def remove(server_id: int):
     form = ConfirmForm()
     line = server_service.authorized_keys_line(server)
     if form.validate_on_submit():
-        try:
-            name = server_service.remove_server(server, _user(), confirm=form.confirm.data)
-        except ValidationError as error:
-            fail(form, error, "confirm")
+        name, error = attempt(lambda: server_service.remove_server(server, _user(), confirm=form.confirm.data),
+                              form, "confirm")
+        if error is not None:
             server = _server(server_id)
         else:
-            db.session.commit()
             flash(f"{name} was removed from the panel. Nothing was changed on the server itself: remove the "
                   f"panel's key from the SSH user's authorized_keys there if you no longer want the panel to reach it.",
                   "success")
             return redirect(url_for(".index"), code=303)
     status = 422 if request.method == "POST" else 200
-    pending = db.session.scalar(select(db.func.count(Operation.id)).where(
-        Operation.server_id == server.id, Operation.status.in_(PENDING))) or 0
+    pending = server_service.pending_count(server)
     return render_template("servers/remove.html", server=server, form=form, authorized_keys_line=line,
                            pending=pending), status
 
@@ -206,17 +149,16 @@ def add_deploy_key(server_id: int):
     form = DeployKeyForm()
     preview = None
     if form.validate_on_submit():
-        try:
+        def add_or_preview():
             name, key = key_service.check_new(server, name=form.name.data, public_key=form.public_key.data)
-            if form.confirmed.data == key.fingerprint:
-                deploy_key, _ = key_service.add_key(server, _user(), name=name, public_key=form.public_key.data)
-            else:
-                preview = key
-        except ValidationError as error:
-            fail(form, error)
-        else:
-            if preview is None:
-                db.session.commit()
+            if form.confirmed.data != key.fingerprint:
+                return None, key  # nothing changed yet: show the fingerprint to confirm
+            return key_service.add_key(server, _user(), name=name, public_key=form.public_key.data)[0], None
+
+        found, error = attempt(add_or_preview, form)
+        if error is None:
+            deploy_key, preview = found
+            if deploy_key is not None:
                 return back(url_for(".deploy_keys", server_id=server.id),
                             f"Adding deploy key {deploy_key.name} ({deploy_key.fingerprint}) to {server.name}…")
     status = 422 if form.errors else 200
@@ -235,8 +177,7 @@ def remove_deploy_key(server_id: int, key_id: int):
                             f"Remove deploy key {name} from {server.name}? Pushes with it stop working.",
                             url_for(".deploy_keys", server_id=server.id))) is not None:
         return page
-    key_service.remove_key(server, _user(), deploy_key=deploy_key)
-    db.session.commit()
+    attempt(lambda: key_service.remove_key(server, _user(), deploy_key=deploy_key))
     return back(url_for(".deploy_keys", server_id=server.id), f"Removing deploy key {name} from {server.name}…")
 
 
@@ -244,12 +185,10 @@ def remove_deploy_key(server_id: int, key_id: int):
 @require_role("admin")
 def adopt_deploy_key(server_id: int):
     server = _server(server_id)
-    try:
-        deploy_key = key_service.adopt_key(server, _user(), fingerprint=request.form.get("fingerprint", ""))
-    except ValidationError as error:
-        db.session.rollback()
+    deploy_key, error = attempt(lambda: key_service.adopt_key(server, _user(),
+                                                              fingerprint=request.form.get("fingerprint", "")))
+    if error is not None:
         return back(url_for(".deploy_keys", server_id=server.id), error.message, "error")
-    db.session.commit()
     return back(url_for(".deploy_keys", server_id=server.id),
                 f"The panel now manages deploy key {deploy_key.name}. Nothing changed on the server.")
 
@@ -258,6 +197,5 @@ def adopt_deploy_key(server_id: int):
 @require_role("admin")
 def refresh_deploy_keys(server_id: int):
     server = _server(server_id)
-    key_service.refresh_keys(server, _user())
-    db.session.commit()
+    attempt(lambda: key_service.refresh_keys(server, _user()))
     return back(url_for(".deploy_keys", server_id=server.id), f"Reading the deploy keys on {server.name}…", "info")

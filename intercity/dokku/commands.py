@@ -7,9 +7,9 @@ import shlex
 from dataclasses import dataclass
 
 from intercity import validation
+from intercity.audit.rules import REDACTED
 from intercity.validation import ValidationError
 
-REDACTED = "[redacted]"
 # sshd hands the whole command line to the login shell as one argument, and Linux caps a
 # single argument at 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_COMMAND_LINE = 100 * 1024

@@ -6,7 +6,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from intercity.dokku.commands import MINIMUM, REDACTED, Command, DokkuVersion
+from intercity.audit.rules import REDACTED
+from intercity.dokku.commands import MINIMUM, Command, DokkuVersion
 
 # Dokku's log prefixes (reference §0); ` !     ` marks warnings and failures.
 _BANG = " !     "

@@ -18,7 +18,8 @@ import re
 from typing import Iterable
 
 from intercity.audit.chain import canonical_json, timestamp
-from intercity.dokku.commands import REDACTED, Command
+from intercity.audit.rules import REDACTED
+from intercity.dokku.commands import Command
 
 # Per stream: plenty for a deploy's error, small enough for a timeline page.
 MAX_STREAM = 64 * 1024

@@ -36,6 +36,10 @@ def create_app(server: Server, user, *, name: str) -> App:
     return app
 
 
+def find_app(server_id: int, name: str) -> App | None:
+    return db.session.scalar(select(App).where(App.server_id == server_id, App.name == name))
+
+
 def import_apps(server: Server, user, *, names: list[str] | None = None) -> Operation:
     """Bring apps that exist on the server but not in the panel in, with their env vars and domains."""
     require(user, "member")
@@ -80,3 +84,47 @@ def pending_operations(app: App, kinds: tuple[str, ...] | None = None) -> list[O
 def ps_status(app: App) -> dict | None:
     """What `ps:report` last said: {deployed, running, processes}, or None before the first refresh."""
     return app.ps_status if isinstance(app.ps_status, dict) and app.ps_status else None
+
+
+def app_states(server: Server) -> dict[int, tuple[str, str]]:
+    """A short state per app for the list: (text, badge class)."""
+    ops = db.session.scalars(
+        select(Operation).where(Operation.server_id == server.id, Operation.app_id.is_not(None))
+        .where(Operation.status.in_(PENDING) | (Operation.kind == "app.create"))
+        .order_by(Operation.id)
+    ).all()
+    pending: dict[int, list[Operation]] = {}
+    last_create: dict[int, Operation] = {}
+    for op in ops:
+        if op.status in PENDING:
+            pending.setdefault(op.app_id, []).append(op)
+        if op.kind == "app.create":
+            last_create[op.app_id] = op
+    states = {}
+    for app in server.apps:
+        waiting = pending.get(app.id, [])
+        create = last_create.get(app.id)
+        if app.status == "destroying":
+            states[app.id] = ("being destroyed", "pending")
+        elif any(op.kind == "app.create" for op in waiting):
+            states[app.id] = ("being created", "pending")
+        elif create is not None and create.status == "failed":
+            states[app.id] = ("creation failed", "failed")
+        elif waiting:
+            states[app.id] = (f"{len(waiting)} pending", "pending")
+        else:
+            states[app.id] = ps_summary(ps_status(app))
+    return states
+
+
+def ps_summary(ps: dict | None) -> tuple[str, str]:
+    if ps is None:
+        return ("status not read yet", "")
+    if not ps.get("deployed"):
+        return ("not deployed", "new")
+    running = ps.get("running")
+    if running is True:
+        return ("running", "ok")
+    if running is False:
+        return ("stopped", "failed")
+    return ("partly running", "pending")

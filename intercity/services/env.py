@@ -52,15 +52,16 @@ def normalise_value(value: str, field_name: str = "value") -> str:
     return value
 
 
-def _get(app: App, key: str) -> EnvVar | None:
+def get_var(app: App, key: str) -> EnvVar | None:
     return db.session.scalar(select(EnvVar).where(EnvVar.app_id == app.id, EnvVar.key == key))
+
 
 
 def _apply(app: App, user, pairs: dict[str, str], restart: bool) -> EnvResult:
     result = EnvResult()
     changed = []
     for key, value in pairs.items():
-        var = _get(app, key)
+        var = get_var(app, key)
         if var is None:
             var = EnvVar(app=app, key=key)
             var.value = value
@@ -94,7 +95,7 @@ def edit_var(app: App, user, *, key: str, value: str, restart: bool = True) -> E
     """A new value for a variable that exists."""
     require(user, "member")
     ensure_usable(app)
-    if _get(app, key) is None:
+    if get_var(app, key) is None:
         raise ValidationError(f"{app.name} has no variable {key} (it may have been removed).", "key")
     value = normalise_value(value)
     return _apply(app, user, {key: value}, restart)
@@ -103,7 +104,7 @@ def edit_var(app: App, user, *, key: str, value: str, restart: bool = True) -> E
 def remove_var(app: App, user, *, key: str, restart: bool = True) -> EnvResult:
     require(user, "member")
     ensure_usable(app)
-    var = _get(app, key)
+    var = get_var(app, key)
     if var is None:
         raise ValidationError(f"{app.name} has no variable {key}.", "key")
     db.session.delete(var)
@@ -126,7 +127,7 @@ def paste_block(app: App, user, *, text: str, restart: bool = True) -> EnvResult
 def reveal(app: App, user, *, key: str) -> str:
     """A value in clear for a member or admin, recorded as a security entry."""
     require(user, "member")
-    var = _get(app, key)
+    var = get_var(app, key)
     if var is None:
         raise ValidationError(f"{app.name} has no variable {key}.", "key")
     record_event(db.session, "env_var.revealed", target_type="env_var", target_id=var.id, target_label=var.key,

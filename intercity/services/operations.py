@@ -9,7 +9,7 @@ from intercity.audit.actor import Actor, current_actor
 from intercity.extensions import db
 from intercity.jobs import kinds
 from intercity.models import App, Operation, Server
-from intercity.models.operation import PENDING
+from intercity.models.operation import FINAL, PENDING
 from intercity.services.permissions import require
 from intercity.validation import ValidationError
 
@@ -93,3 +93,18 @@ def retry(operation: Operation, user) -> Operation:
     return request_operation(operation.kind, server=server, app=app, payload=operation.data,
                              requested_by=user, retry_of=operation,
                              applies=[app] if app is not None and operation.kind_info.removes_app else ())
+
+
+def region_operations(region: str, *, server_id: int | None = None, app_id: int | None = None,
+                      max_pending: int = 5) -> list[Operation]:
+    """What a page region shows: its pending operations and the latest finished one, newest first."""
+    query = select(Operation).where(Operation.kind.in_(kinds.in_region(region)))
+    if app_id is not None:
+        query = query.where(Operation.app_id == app_id)
+    else:
+        query = query.where(Operation.server_id == server_id, Operation.app_id.is_(None))
+    pending = list(db.session.scalars(query.where(Operation.status.in_(PENDING))
+                                      .order_by(Operation.id.desc()).limit(max_pending)))
+    last = db.session.scalar(query.where(Operation.status.in_(FINAL)).order_by(Operation.id.desc()).limit(1))
+    ops = pending + ([last] if last is not None else [])
+    return sorted(ops, key=lambda op: op.id, reverse=True)

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from intercity import validation
 from intercity.extensions import db
 from intercity.models import Operation, Server
+from intercity.models.operation import PENDING
 from intercity.services.operations import request_operation
 from intercity.services.permissions import require
 from intercity.validation import ValidationError
@@ -94,3 +95,13 @@ def remote_keys(server: Server) -> list[dict]:
     """Deploy keys as Dokku listed them at the last check: [{name, fingerprint, public_key}]."""
     keys = server.remote_keys if isinstance(server.remote_keys, list) else []
     return [k for k in keys if isinstance(k, dict) and k.get("fingerprint")]
+
+
+def list_servers() -> list[Server]:
+    return list(db.session.scalars(select(Server).order_by(Server.name)))
+
+
+def pending_count(server: Server) -> int:
+    """Operations of the server (and its apps) still queued or running."""
+    return db.session.scalar(select(func.count(Operation.id)).where(
+        Operation.server_id == server.id, Operation.status.in_(PENDING))) or 0
