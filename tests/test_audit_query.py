@@ -51,7 +51,7 @@ def log(redis_queue, app):
              target_label="mallory@example.com", created_at=at("2026-02-10T08:00")),
         dict(action="domain.created", category="app", actor=DEV, scope=Scope(1, "prod-1", 7, "my app"),
              created_at=at("2026-03-01T12:00"), operation_id=2),
-        dict(action="settings.updated", category="team", actor=OPS, created_at=at("2026-03-02T12:00")),
+        dict(action="user.email_changed", category="team", actor=OPS, created_at=at("2026-03-02T12:00")),
     ])
 
 

@@ -26,7 +26,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import and_, exists, func, not_, or_, select, true
 from sqlalchemy.orm import aliased
 
-from intercity.audit.rules import CATEGORIES
+from intercity.audit.categories import CATEGORIES, LABELS
 from intercity.models import AuditEntry, Operation
 from intercity.models.operation import PENDING
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select
 
+from intercity.audit.categories import LABELS
 from intercity.audit import query
 from intercity.extensions import db
 from intercity.models import AuditEntry, CommandRun, Operation
@@ -34,7 +35,7 @@ FINGERPRINT_FIELDS = {"value_fingerprint"}
 REDACTED = "[redacted]"  # what capture writes for a changed secret that has no fingerprint
 # Ids that every child carries; they say nothing a person needs in the diff table.
 HIDDEN_FIELDS = {"app_id", "server_id"}
-CATEGORY_NAMES = {"security": "Security", "app": "Apps", "server": "Servers", "team": "Team"}
+CATEGORY_NAMES = LABELS  # the category table's names
 
 
 # -- sentences -----------------------------------------------------------------------------------

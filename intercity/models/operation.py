@@ -62,12 +62,12 @@ class Operation(db.Model):
     )
     __audit__ = AuditRule(
         name="operation",
-        category="app",
         label=lambda op: op.title,
         scope=lambda op: Scope(op.server_id, op.server_name, op.app_id, op.app_name),
         ignore=frozenset({"created_at", "updated_at", "status", "attempts", "reason", "warnings",
                           "started_at", "finished_at", "heartbeat_at"}),
         classify=_classify_operation,
+        actions=("operation.retry_requested", *sorted({k.request_action for k in KINDS.values() if k.request_action})),
         bulk_ok=True,  # status bookkeeping is not audited
     )
 
