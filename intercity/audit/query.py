@@ -36,6 +36,7 @@ from intercity.models import AuditEntry, Operation
 from intercity.models.operation import PENDING
 
 QUALIFIERS = ("actor", "action", "key", "domain", "target", "app", "server", "category", "outcome", "created")
+OS_USER_KINDS = ("cli", "system")  # the actors that record who ran them on the machine (audit.actor)
 TEXT = "text"  # the qualifier of a free-text term (a bare word or a quoted phrase)
 OUTCOMES = {"pending": PENDING, "applied": ("succeeded",), "failed": ("failed",)}
 # The entries an operation's end writes; the timeline folds them into the entry that asked for the work.
@@ -133,8 +134,9 @@ def _actor(value: str, negated: bool):
     wrap = _nullsafe if negated else (lambda c: c)
     # Worker and CLI entries carry the person they act for in actor_email: "on behalf of" matches too.
     # Emails are stored lowercased; OS user names keep their case.
+    # Only the CLI and system actors carry an OS user: naming their kinds lets every branch use an index.
     return or_(_prefix(wrap(AuditEntry.actor_email), value.lower()), _match(wrap(AuditEntry.actor_kind), value),
-               _prefix(wrap(AuditEntry.actor_os_user), value))
+               and_(AuditEntry.actor_kind.in_(OS_USER_KINDS), _prefix(wrap(AuditEntry.actor_os_user), value)))
 
 
 def _action(value: str, negated: bool):
