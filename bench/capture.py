@@ -9,6 +9,11 @@ through `EnvVar.value` (encryption and fingerprint), committing.
 Then the same changes in one large transaction, as a bulk import does. Prints per-change times
 and the on/off ratio; the target is at most 1.5x per transaction.
 
+A third variant runs capture on against a schema without the search indexes (migrated to
+BENCH_CAPTURE_BASELINE_REVISION, default 0003), so the price of those indexes is measured too. The
+three run in turn in every round, and besides the fastest of each the report gives the median of
+the ratios within a round (paired), which a machine whose load drifts distorts least.
+
 Settings: BENCH_CAPTURE_CHANGES (default 10000), BENCH_CAPTURE_REPEAT (runs of each variant, the
 fastest counts; default 3), BENCH_BACKENDS (default "sqlite,postgresql"), BENCH_DATABASE_URL (the
 PostgreSQL server; databases `intercity_bench_capture_*` are created there and dropped after).
@@ -19,6 +24,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 from contextlib import contextmanager
@@ -32,6 +38,8 @@ PG_PREFIX = "intercity_bench_capture"
 APPS = 10
 KEYS = 10  # per app
 TARGET = 1.5
+BASELINE = os.environ.get("BENCH_CAPTURE_BASELINE_REVISION", "0003")
+VARIANTS = (("off", False, "head"), ("on", True, "head"), ("on_baseline", True, "baseline"))
 
 
 def _config(url: str) -> dict:
@@ -138,8 +146,8 @@ def run_once(url: str, *, enabled: bool, bulk: bool) -> tuple[float, int]:
     return elapsed, entries
 
 
-def build_template(url: str) -> None:
-    """Migrate, then add the person, the server and the apps the workload changes."""
+def build_template(url: str, revision: str = "head") -> None:
+    """Migrate (to `revision`), then add the person, the server and the apps the workload changes."""
     from flask_migrate import upgrade
 
     from intercity import create_app
@@ -150,7 +158,7 @@ def build_template(url: str) -> None:
 
     app = create_app(_config(url))
     with app.app_context():
-        upgrade()
+        upgrade(revision=revision)
         with acting_as(Actor.system("cli")):
             create_user("dev@example.com", "bench password 123", "member")
             server = Server(name="bench-1", host="10.0.0.1", port=22, ssh_user="root")
@@ -165,14 +173,16 @@ def build_template(url: str) -> None:
 class SqliteDatabases:
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.template = workdir / "template.sqlite"
-        build_template(f"sqlite:///{self.template}")
+        self.templates = {}
+        for schema, revision in (("head", "head"), ("baseline", BASELINE)):
+            self.templates[schema] = workdir / f"template-{schema}.sqlite"
+            build_template(f"sqlite:///{self.templates[schema]}", revision)
         self.n = 0
 
-    def fresh(self) -> str:
+    def fresh(self, schema: str = "head") -> str:
         self.n += 1
         path = self.workdir / f"run-{self.n}.sqlite"
-        shutil.copyfile(self.template, path)
+        shutil.copyfile(self.templates[schema], path)
         return f"sqlite:///{path}"
 
     def close(self) -> None:
@@ -185,11 +195,14 @@ class PostgresDatabases:
 
         self.admin = make_url(os.environ.get("BENCH_DATABASE_URL", PG_DEFAULT))
         self.names = []
-        self.template = f"{PG_PREFIX}_tpl"
-        self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
-        self._execute(f'CREATE DATABASE "{self.template}"')
-        self.names.append(self.template)
-        build_template(self._url(self.template))
+        self.templates = {}
+        for schema, revision in (("head", "head"), ("baseline", BASELINE)):
+            name = self.templates[schema] = f"{PG_PREFIX}_tpl_{schema}"
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._execute(f'CREATE DATABASE "{name}"')
+            self.names.append(name)
+            build_template(self._url(name), revision)
+        self.template = self.templates["head"]
 
     def _url(self, name: str) -> str:
         return self.admin.set(database=name).render_as_string(hide_password=False)
@@ -201,10 +214,10 @@ class PostgresDatabases:
         with psycopg.connect(libpq, autocommit=True) as connection:
             connection.execute(sql)
 
-    def fresh(self) -> str:
+    def fresh(self, schema: str = "head") -> str:
         name = f"{PG_PREFIX}_{len(self.names)}"
         self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.templates[schema]}"')
         self.names.append(name)
         try:  # start each run with the copy's WAL written out, so no checkpoint lands in one variant only
             self._execute("CHECKPOINT")
@@ -218,29 +231,42 @@ class PostgresDatabases:
 
 
 def measure(databases) -> dict:
-    """Fastest of REPEAT runs for each variant, alternating on and off so drift hits both."""
+    """Each variant once per round, in turn, REPEAT rounds: fastest of each, and the rounds' ratios."""
     results = {}
     for bulk in (False, True):
+        shape = "bulk" if bulk else "each"
+        rounds = []
         for _ in range(REPEAT):
-            for enabled in (False, True):
-                seconds, entries = run_once(databases.fresh(), enabled=enabled, bulk=bulk)
+            timed = {}
+            for variant, enabled, schema in VARIANTS:
+                seconds, entries = run_once(databases.fresh(schema), enabled=enabled, bulk=bulk)
                 expected = CHANGES if enabled else 0
-                assert entries == expected, f"{entries} entries for {CHANGES} changes (capture {enabled})"
-                key = ("bulk" if bulk else "each", enabled)
-                results[key] = min(results.get(key, seconds), seconds)
+                assert entries == expected, f"{entries} entries for {CHANGES} changes ({variant})"
+                timed[variant] = seconds
+                results[(shape, variant)] = min(results.get((shape, variant), seconds), seconds)
+            rounds.append(timed)
+        results[(shape, "paired")] = statistics.median(r["on"] / r["off"] for r in rounds)
+        results[(shape, "paired_indexes")] = statistics.median(r["on"] / r["on_baseline"] for r in rounds)
+        results[(shape, "rounds")] = rounds
     return results
 
 
 def report(name: str, results: dict) -> str:
     lines = [f"{name}:"]
     for shape, title in (("each", "one transaction per change"), ("bulk", "one transaction for all")):
-        off, on = results[(shape, False)], results[(shape, True)]
-        ratio = on / off
+        off, on, base = (results[(shape, v)] for v in ("off", "on", "on_baseline"))
+        ratio, paired = on / off, results[(shape, "paired")]
         verdict = ""
         if shape == "each":
-            verdict = f"  (target <= {TARGET}x: {'meets' if ratio <= TARGET else 'MISSES'})"
+            verdict = f"  (target <= {TARGET}x: {'meets' if paired <= TARGET else 'MISSES'})"
         lines.append(f"  {title:28} off {off:7.2f} s ({off / CHANGES * 1e6:6.0f} us/change)   "
-                     f"on {on:7.2f} s ({on / CHANGES * 1e6:6.0f} us/change)   ratio {ratio:4.2f}x{verdict}")
+                     f"on {on:7.2f} s ({on / CHANGES * 1e6:6.0f} us/change)   ratio {ratio:4.2f}x fastest, "
+                     f"{paired:4.2f}x paired{verdict}")
+        lines.append(f"  {'':28} on without the search indexes (schema {BASELINE}) {base:7.2f} s "
+                     f"({base / CHANGES * 1e6:6.0f} us/change): the indexes cost {on / base:4.2f}x fastest, "
+                     f"{results[(shape, 'paired_indexes')]:4.2f}x paired")
+        lines.append("  " + " " * 28 + " rounds (off/on/on without): " + "; ".join(
+            f"{r['off']:.1f}/{r['on']:.1f}/{r['on_baseline']:.1f} s" for r in results[(shape, "rounds")]))
     return "\n".join(lines)
 
 
@@ -268,7 +294,7 @@ def main() -> None:
     import sqlalchemy
 
     print(f"Capture benchmark: {CHANGES:,} env var changes (create/update/delete), capture on vs off, "
-          f"fastest of {REPEAT}")
+          f"{REPEAT} interleaved rounds")
     print(f"  {machine()}, SQLAlchemy {sqlalchemy.__version__}")
     with tempfile.TemporaryDirectory(prefix="intercity-bench-capture-") as workdir:
         os.environ.setdefault("INTERCITY_INSTANCE_PATH", str(Path(workdir) / "instance"))

@@ -30,6 +30,10 @@ def upgrade():
     # pg_trgm is a trusted extension: the database's owner may create it without superuser rights.
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute(f"CREATE INDEX ix_audit_entries_sentence_trgm ON audit_entries USING gin (({SENTENCE}) gin_trgm_ops)")
+    # A finer sample of the sentence, so the planner tells a 1% word from a rare one: for the 1% word
+    # the default (100) estimated 0.4%, chose the index and sorted (100 ms at a million entries)
+    # where walking seq backwards finds the newest 50 in 20 ms.
+    op.execute("ALTER INDEX ix_audit_entries_sentence_trgm ALTER COLUMN 1 SET STATISTICS 1000")
     op.drop_index("ix_audit_entries_actor_seq", table_name="audit_entries")
     op.execute("CREATE INDEX ix_audit_entries_actor_seq ON audit_entries (actor_email varchar_pattern_ops, seq)")
 
