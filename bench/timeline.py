@@ -8,7 +8,7 @@ keyset; the same depth by keyset and by OFFSET at query level; and the print vie
 about 5,000 entries (after one full verification stored a checkpoint, which is timed too).
 
 BENCH_TIMELINE_ENTRIES scales the log down for a quick run; BENCH_DATABASE_URL names the
-PostgreSQL server (a database `intercity_bench_timeline` is created there and dropped after).
+PostgreSQL server (a database `intercity_bench_timeline_<pid>` is created there and dropped after, or kept with BENCH_TIMELINE_KEEP=1).
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ PRINT_APP = "shop-000"
 # Roughly one app-level event in this many goes to PRINT_APP, so it ends with ~5,000 visible entries.
 PRINT_SHARE = 85
 PG_DEFAULT = "postgresql+psycopg://root@127.0.0.1:5432/test"
-PG_NAME = "intercity_bench_timeline"
+# The process id keeps two runs on one PostgreSQL server (a shared machine) out of each other's way.
+PG_NAME = f"intercity_bench_timeline_{os.getpid()}"
 REPEAT = 15
 
 TARGETS = {"first_page_ms": 50.0, "deep_ratio": 1.5, "print_ms": 2000.0}
