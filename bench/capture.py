@@ -16,7 +16,7 @@ busy machine. Then, unless BENCH_CAPTURE_PAIRED_ONLY=1, the fresh-database runs 
 Settings: BENCH_CAPTURE_BLOCKS (pairs of blocks, default 10), BENCH_CAPTURE_BLOCK (changes per block,
 default 200), BENCH_CAPTURE_CHANGES (default 10000), BENCH_CAPTURE_REPEAT (runs of each variant, the
 fastest counts; default 3), BENCH_BACKENDS (default "sqlite,postgresql"), BENCH_DATABASE_URL (the
-PostgreSQL server; databases `intercity_bench_capture_*` are created there and dropped after).
+PostgreSQL server; databases `intercity_bench_capture_<pid>_*` are created there and dropped after).
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ CHANGES = int(os.environ.get("BENCH_CAPTURE_CHANGES", "10000"))
 REPEAT = max(1, int(os.environ.get("BENCH_CAPTURE_REPEAT", "3")))
 BACKENDS = [b.strip() for b in os.environ.get("BENCH_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
 PG_DEFAULT = "postgresql+psycopg://root@127.0.0.1:5432/test"
-PG_PREFIX = "intercity_bench_capture"
+# The process id keeps two benchmarks on one PostgreSQL server (a shared machine) out of each other's way.
+PG_PREFIX = f"intercity_bench_capture_{os.getpid()}"
 APPS = 10
 KEYS = 10  # per app
 TARGET = 1.5

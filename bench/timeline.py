@@ -8,7 +8,7 @@ keyset; the same depth by keyset and by OFFSET at query level; and the print vie
 about 5,000 entries (after one full verification stored a checkpoint, which is timed too).
 
 BENCH_TIMELINE_ENTRIES scales the log down for a quick run; BENCH_DATABASE_URL names the
-PostgreSQL server (a database `intercity_bench_timeline` is created there and dropped after).
+PostgreSQL server (a database `intercity_bench_timeline_<pid>` is created there and dropped after, or kept with BENCH_TIMELINE_KEEP=1).
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ PRINT_APP = "shop-000"
 # Roughly one app-level event in this many goes to PRINT_APP, so it ends with ~5,000 visible entries.
 PRINT_SHARE = 85
 PG_DEFAULT = "postgresql+psycopg://root@127.0.0.1:5432/test"
-PG_NAME = "intercity_bench_timeline"
+# The process id keeps two runs on one PostgreSQL server (a shared machine) out of each other's way.
+PG_NAME = f"intercity_bench_timeline_{os.getpid()}"
 REPEAT = 15
 
 TARGETS = {"first_page_ms": 50.0, "deep_ratio": 1.5, "print_ms": 2000.0}
@@ -59,7 +60,9 @@ def _apps() -> list[tuple[int, str, int, str]]:
     apps = []
     for n in range(APPS):
         server = n % SERVERS + 1
-        apps.append((server, f"srv-{server:02d}", n + 1, f"shop-{n:03d}" if n == 0 else f"app-{n:03d}"))
+        # Every fifth app is an api-NNN: the word "api" then matches about 20% of entries (search figures).
+        name = "shop-000" if n == 0 else f"api-{n:03d}" if n % 5 == 0 else f"app-{n:03d}"
+        apps.append((server, f"srv-{server:02d}", n + 1, name))
     return apps
 
 
@@ -242,6 +245,54 @@ def _get(client, url: str):
     return run
 
 
+# Timeline searches, each timed against the plain first page in the same rounds (interleaved, so a
+# busy machine slows both alike). The share of entries each matches is counted and printed.
+SEARCHES = (
+    ("free text, ~1%", "shop-000"),
+    ("free text, ~20%", "api"),
+    ("free text, no match", "no-such-word"),
+    ("key:", "key:DATABASE_URL"),
+    ("key: app: created:", "key:DATABASE_URL app:api-005 created:>={month_ago}"),
+    ("actor: prefix", "actor:ops"),
+)
+
+
+def _interleaved_ms(runs: dict, repeat: int = REPEAT, warmup: int = 2) -> dict:
+    """Median ms of each named callable, called in turn in every round."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    samples = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def measure_search(app, client) -> dict:
+    from urllib.parse import urlencode
+
+    from sqlalchemy import func, select
+
+    from intercity.audit import query
+    from intercity.extensions import db
+    from intercity.models import AuditEntry
+
+    month_ago = (datetime.now(timezone.utc) - timedelta(days=30)).date().isoformat()
+    searches = [(label, text.format(month_ago=month_ago)) for label, text in SEARCHES]
+    with app.app_context():
+        total = db.session.scalar(select(func.count(AuditEntry.id)))
+        shares = {text: db.session.scalar(select(func.count(AuditEntry.id)).where(*query.conditions(text))) / total
+                  for _, text in searches}
+    runs = {"/audit": _get(client, "/audit")}
+    runs.update({text: _get(client, "/audit?" + urlencode({"q": text})) for _, text in searches})
+    timed = _interleaved_ms(runs)
+    return {"search": [(label, text, shares[text], timed[text]) for label, text in searches],
+            "search_baseline_ms": timed["/audit"]}
+
+
 def measure(app, client) -> dict:
     from sqlalchemy import func, not_, select
 
@@ -315,7 +366,7 @@ def run_backend(url: str, total: int) -> dict:
     client = app.test_client()
     response = client.post("/login", data={"email": "bench@example.com", "password": "bench password 123"})
     assert response.status_code == 302, response.status_code
-    results = {**loaded, **measure(app, client)}
+    results = {**loaded, **measure_search(app, client), **measure(app, client)}
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -356,7 +407,12 @@ def report(name: str, r: dict) -> str:
         f"  full chain verification (checkpoint) {r['full_verify_s']:.1f} s",
         f"  print of {PRINT_APP} ({r['print_entries']:,} entries) {r['print_ms']:8.0f} ms  (target < "
         f"{TARGETS['print_ms']:.0f} ms: {ok(r['print_ms'] < TARGETS['print_ms'])})",
+        f"  searches (interleaved with /audit, {r['search_baseline_ms']:.1f} ms in the same rounds):",
     ]
+    for label, text, share, ms in r["search"]:
+        lines.append(f"    {label:22} {text!r:52} {share:6.1%} of entries  {ms:7.1f} ms  "
+                     f"({ms / r['search_baseline_ms']:.2f}x /audit; target < {TARGETS['first_page_ms']:.0f} ms: "
+                     f"{ok(ms < TARGETS['first_page_ms'])})")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from intercity.audit.rules import CATEGORY_LABELS
+from intercity.audit.categories import LABELS as CATEGORY_LABELS
 from intercity.extensions import db, login_manager
 
 # Reachable before the first admin exists.

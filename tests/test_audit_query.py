@@ -37,21 +37,22 @@ def log(redis_queue, app):
     _operations()
     api = Scope(1, "prod-1", 1, "api")
     append_raw([
-        dict(action="env_var.created", category="security", actor=DEV, scope=api, target_label="DATABASE_URL",
+        dict(action="env_var.created", category="security", actor=DEV, scope=api, target_type="env_var",
+             target_label="DATABASE_URL",
              created_at=at("2026-01-01T10:00"), operation_id=1),
         dict(action="operation.succeeded", category="security", actor=DEV.on_behalf("worker"), scope=api,
              created_at=at("2026-01-01T10:01"), operation_id=1),
         dict(action="deploy_key.deleted", category="security", actor=OPS, scope=Scope(1, "prod-1"),
-             target_label="ci-bot", created_at=at("2026-01-15T00:00"), operation_id=3),
+             target_type="deploy_key", target_label="ci-bot", created_at=at("2026-01-15T00:00"), operation_id=3),
         dict(action="app.created", category="app", actor=OPS, scope=Scope(2, "prod-2", 5, "web"),
              created_at=at("2026-01-31T23:59:59")),
         dict(action="server.created", category="server", actor=Actor("cli", os_user="root"),
              scope=Scope(2, "prod-2"), created_at=at("2026-02-01T00:00")),
-        dict(action="user.login_failed", category="security", actor=Actor("anonymous"),
+        dict(action="user.login_failed", category="security", actor=Actor("anonymous"), target_type="user",
              target_label="mallory@example.com", created_at=at("2026-02-10T08:00")),
         dict(action="domain.created", category="app", actor=DEV, scope=Scope(1, "prod-1", 7, "my app"),
-             created_at=at("2026-03-01T12:00"), operation_id=2),
-        dict(action="settings.updated", category="team", actor=OPS, created_at=at("2026-03-02T12:00")),
+             target_type="domain", target_label="www.example.com", created_at=at("2026-03-01T12:00"), operation_id=2),
+        dict(action="user.email_changed", category="team", actor=OPS, created_at=at("2026-03-02T12:00")),
     ])
 
 
@@ -74,6 +75,78 @@ ALL = set(range(1, 9))
 ])
 def test_actor(log, text, expected):
     assert matching(text) == expected
+
+
+ACTOR_PREFIXES = [
+    ("actor:ops", {3, 4, 8}),  # the start of an address finds it
+    ("actor:OPS@", {3, 4, 8}),
+    ("actor:de", {1, 2, 7}),
+    ("actor:ro", {5}),  # the CLI's OS user
+    ("actor:example.com", set()),  # a prefix, not anywhere in the address
+    ("-actor:ops", ALL - {3, 4, 8}),
+]
+
+
+def test_actor_by_prefix(log):
+    # One database for all the cases: each only reads the log.
+    for text, expected in ACTOR_PREFIXES:
+        assert matching(text) == expected, text
+
+
+CHANGED = [
+    ("key:DATABASE_URL", {1}),
+    ("key:DATABASE_*", {1}),
+    ("key:*_URL", {1}),
+    ("key:database_url", set()),  # env var names are case-sensitive
+    ("key:ci-bot", set()),  # a deploy key is not an env var
+    ("-key:DATABASE_URL", ALL - {1}),
+    ("domain:www.example.com", {7}),
+    ("domain:WWW.Example.com", {7}),
+    ("domain:*.example.com", {7}),
+    ("domain:DATABASE_URL", set()),
+    ("target:ci-bot", {3}),
+    ("target:*bot", {3}),
+    ("target:mallory@example.com", {6}),
+    ("target:ci-bot target:DATABASE_URL", {1, 3}),
+    ("-target:ci-bot", ALL - {3}),
+]
+
+
+def test_what_was_changed(log):
+    # One database for all the cases: each only reads the log.
+    for text, expected in CHANGED:
+        assert matching(text) == expected, text
+
+
+FREE_TEXT = [
+    ("DATABASE_URL", {1}),
+    ("database", {1}),  # any case, any part of a word
+    ("mallory", {6}),
+    ('"my app"', {7}),
+    ("www.example", {7}),
+    ("prod-2", {4, 5}),
+    ("web", {4}),
+    ("dev@example.com", {1, 2, 7}),
+    ("root", {5}),
+    ("ops prod-2", {4}),  # every word has to be there
+    ("api ops", set()),
+    ("-prod-1", ALL - {1, 2, 3, 7}),
+    ("100%", set()),  # % and _ are literal
+    ("ci_bot", set()),
+    ("ci*bot", {3}),
+]
+
+
+def test_free_text_searches_the_sentence(log):
+    # One database for all the cases: each only reads the log.
+    for text, expected in FREE_TEXT:
+        assert matching(text) == expected, text
+
+
+def test_free_text_and_qualifiers_combine(log):
+    assert matching("example category:security") == {1, 2, 3, 6}
+    assert matching("key:DATABASE_URL app:api created:>=2026-01-01") == {1}
+    assert matching("key:DATABASE_URL app:api created:>=2026-01-02") == set()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -153,8 +226,7 @@ def test_qualifiers_combine_and_negations_exclude(log):
 
 
 @pytest.mark.parametrize("text, token, words", [
-    ("foo", "foo", "not a filter"),
-    ("actor:dev@example.com foo", "foo", "not a filter"),
+    ('"unterminated phrase', '"unterminated phrase', "no closing"),
     ("colour:red", "colour:red", "Unknown qualifier"),
     ("category:nope", "category:nope", "security, app, server, team"),
     ("outcome:done", "outcome:done", "pending, applied or failed"),
@@ -164,7 +236,8 @@ def test_qualifiers_combine_and_negations_exclude(log):
     ("created:2026-01-01..", "created:2026-01-01..", "both ends"),
     ('app:"unterminated', 'app:"unterminated', "no closing"),
     ("app:", "app:", "no value"),
-    ("-", "-", "not a filter"),
+    ("-", "-", "nothing to search for"),
+    ('""', '""', "nothing to search for"),
     ('app:"a"b', 'app:"a"b', "double quotes"),
 ])
 def test_errors_name_the_bad_token(text, token, words):
@@ -187,14 +260,30 @@ def test_wildcards_do_not_turn_sql_patterns_on(log):
     assert matching("action:env_var_created") == set()
 
 
-def test_chips_from_the_url_and_toggling():
+def test_chips_are_category_terms_of_the_query():
+    # Older links' ?category= become terms of the query, so the box shows what the chips chose.
     flt = Filter.from_args(MultiDict([("category", "security"), ("category", "apps"), ("category", "bogus"),
                                       ("q", " app:api ")]))
-    assert flt.categories == ("security", "app") and flt.query == "app:api"
-    assert flt.toggled("security") == {"q": "app:api", "category": ["app"]}
-    assert flt.toggled("team") == {"q": "app:api", "category": ["security", "app", "team"]}
+    assert flt.query == "category:security category:app app:api"
+    assert flt.categories == ("security", "app")
+    assert flt.args() == {"q": "category:security category:app app:api"}
+    assert flt.toggled("security") == {"q": "category:app app:api"}
+    assert flt.toggled("team") == {"q": "category:security category:app category:team app:api"}
     assert flt.toggled(None) == {"q": "app:api"}
-    assert flt.describe() == "categories Security, Apps; query app:api"
+    assert flt.describe() == "query category:security category:app app:api"
+
+
+def test_chips_read_what_was_typed():
+    flt = Filter(query='app:"my app" Category:Apps -category:team DATABASE')
+    assert flt.categories == ("app",)  # a negated category presses no chip
+    assert flt.toggled("app") == {"q": 'app:"my app" -category:team DATABASE'}
+    assert flt.toggled("server") == {"q": 'app:"my app" Category:Apps -category:team category:server DATABASE'}
+    assert Filter(query="category:security").toggled("security") == {}
+    assert Filter(query="").toggled("team") == {"q": "category:team"}
+    assert Filter(query="key:X", categories=("team",)).query == "category:team key:X"
+    # While the query cannot be read, a chip still adds its term and the box keeps the text.
+    broken = Filter(query='app:"open')
+    assert broken.categories == () and broken.toggled("team") == {"q": 'category:team app:"open'}
 
 
 def test_pages_follow_seq_and_end(log):

@@ -59,7 +59,7 @@ def test_login_is_case_insensitive_and_logout_ends_the_session(client, auth, mem
     assert client.get("/servers").status_code == 200
     assert auth.logout().status_code == 302
     assert client.get("/servers").status_code == 302
-    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.category == "security")).all()
+    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.category == "team")).all()
     assert "user.login" in actions and "user.logout" in actions
 
 

@@ -6,11 +6,12 @@ import html
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from flask import render_template_string
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from intercity.audit import chain, query, timeline
 from intercity.audit.actor import Actor, acting_as
@@ -180,19 +181,63 @@ def test_outcomes_fold_into_the_entry_that_asked_for_the_work(client, logged_in,
                                                                  ("security", "app", "server", "team")])
 def test_each_chip_and_combination(client, logged_in, history, chosen):
     logged_in(history.ops)
-    url = "/audit?" + "&".join(f"category={c}" for c in chosen)
-    response, body = get(client, url)
+    typed = " ".join(f"category:{c}" for c in chosen)
+    response, body = get(client, "/audit?" + urlencode({"q": typed}))
     assert response.status_code == 200
+    # Every chip matches something the team did (Team: the accounts created).
     expected = visible_ids(AuditEntry.category.in_(chosen))
     assert expected and entry_ids(body) == expected
     for category in CATEGORIES:
         pressed = re.search(rf'aria-pressed="(true|false)" data-category="{category}"', body).group(1)
         assert pressed == ("true" if category in chosen else "false")
-    # Pressing a chip again releases it; "All" releases them all.
+    # The box shows what the chips chose; pressing a chip again takes its term out; "All" takes them all.
+    assert f'value="{typed}"' in body
     chip = re.search(rf'href="([^"]+)" aria-pressed="true" data-category="{chosen[0]}"', body).group(1)
-    released = [c for c in chosen if c != chosen[0]]
-    assert sorted(re.findall(r"category=(\w+)", html.unescape(chip))) == sorted(released)
+    released = " ".join(f"category:{c}" for c in chosen[1:])
+    assert parse_qs(urlsplit(html.unescape(chip)).query).get("q", [""]) == [released]
     assert re.search(r'<a class="chip" href="/audit" aria-pressed="false">All</a>', body)
+
+
+def test_a_chip_adds_its_term_to_the_query_and_old_links_still_work(client, logged_in, history):
+    logged_in(history.ops)
+    _, body = get(client, "/audit?q=app:api")
+    chip = html.unescape(re.search(r'href="([^"]+)" aria-pressed="false" data-category="security"', body).group(1))
+    assert parse_qs(urlsplit(chip).query) == {"q": ["category:security app:api"]}
+    _, pressed = get(client, chip)
+    assert entry_ids(pressed) == visible_ids(AuditEntry.category == "security", AuditEntry.app_name == "api")
+    assert 'value="category:security app:api"' in pressed
+    # A link from before the chips were query terms shows the same view, its chips now in the box.
+    _, old = get(client, "/audit?category=security&q=app:api")
+    assert entry_ids(old) == entry_ids(pressed) and 'value="category:security app:api"' in old
+    assert 'name="category"' not in old  # the form sends the box alone
+
+
+def test_who_changed_a_key_on_an_app_last_month_is_one_query(client, logged_in, history):
+    logged_in(history.viewer)
+    since = (datetime.now(timezone.utc) - timedelta(days=30)).date().isoformat()
+    response, body = get(client, "/audit?" + urlencode({"q": f"key:DATABASE_URL app:api created:>={since}"}))
+    assert response.status_code == 200
+    expected = visible_ids(AuditEntry.target_type == "env_var", AuditEntry.target_label == "DATABASE_URL",
+                           AuditEntry.app_name == "api")
+    assert len(expected) == 2 and entry_ids(body) == expected
+    words = plain(body)
+    assert "dev@example.com set DATABASE_URL on api (prod-1)" in words
+    assert "dev@example.com changed DATABASE_URL on api (prod-1)" in words
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
+    _, later = get(client, "/audit?" + urlencode({"q": f"key:DATABASE_URL app:api created:>={tomorrow}"}))
+    assert entry_ids(later) == []
+
+
+def test_a_bare_word_searches_who_what_and_where(client, logged_in, history):
+    logged_in(history.viewer)
+    response, body = get(client, "/audit?q=api_token")
+    assert response.status_code == 200
+    assert entry_ids(body) == visible_ids(AuditEntry.target_label == "API_TOKEN")
+    _, body = get(client, "/audit?" + urlencode({"q": '"mallory@example" actor:anon'}))
+    assert entry_ids(body) == [] and "No entries match this filter." in plain(body)
+    _, body = get(client, "/audit?" + urlencode({"q": "mallory"}))
+    assert "Someone failed to log in as mallory@example.com" in plain(body)
+    assert "A word or a" in plain(body)  # the help line says so
 
 
 def test_chips_combine_with_the_query_box(client, logged_in, history):
@@ -231,8 +276,8 @@ def test_an_invalid_query_says_what_is_wrong_and_shows_nothing(client, logged_in
     assert 'value="app:api colour:red"' in body  # kept for fixing
     response, body = get(client, "/audit/print?q=created:soon")
     assert response.status_code == 422 and "print-entry" not in body and "created:soon" in body
-    response = client.get("/audit/export.csv?q=nonsense")
-    assert response.status_code == 422 and "'nonsense' is not a filter" in response.get_data(as_text=True)
+    response = client.get("/audit/export.csv?q=nonsense:1")
+    assert response.status_code == 422 and "Unknown qualifier 'nonsense:'" in response.get_data(as_text=True)
 
 
 # -- paging ---------------------------------------------------------------------------------------
@@ -407,7 +452,7 @@ def test_print_of_an_app_has_every_entry_a_header_and_the_chain_footer(client, l
     _, again = get(client, "/audit/print?category=security")
     words = plain(again)
     assert f"incrementally from checkpoint {head_seq}, 3 checked for this print" in words
-    assert "Filter categories Security" in words and "All servers and apps" in words
+    assert "Filter query category:security" in words and "All servers and apps" in words
     assert again.count('<li class="print-entry') == len(visible_ids(AuditEntry.category == "security"))
     assert 'class="print-entry cat-app' not in again
 
@@ -487,18 +532,18 @@ def test_filtered_csv_export_says_it_is_filtered(client, logged_in, history):
     comments = [line for line in body.splitlines() if line.startswith("#")]
     head_seq, head_hash = chain.head(db.session.connection())
     assert f"# chain_head: {head_seq}:{head_hash}" in comments
-    assert "# filtered: yes: categories Security; query app:api" in comments
+    assert "# filtered: yes: query category:security app:api" in comments
     records = list(csv.DictReader(io.StringIO("\n".join(l for l in body.splitlines() if not l.startswith("#")))))
     expected = db.session.scalars(select(AuditEntry.seq).where(
         AuditEntry.app_name == "api", AuditEntry.category == "security").order_by(AuditEntry.seq)).all()
     assert [int(r["seq"]) for r in records] == expected and len(expected) >= 4
     assert all(r["hash"] and r["prev_hash"] for r in records)
     exported = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "audit.exported"))
-    assert exported.changes == {"filter": [None, "categories Security; query app:api"], "format": [None, "csv"]}
+    assert exported.changes == {"filter": [None, "query category:security app:api"], "format": [None, "csv"]}
     # The timeline's own export links carry its filter and scope.
     _, page = get(client, f"/servers/{history.server.id}/apps/api/audit?category=security")
     link = html.unescape(re.search(r'href="(/audit/export\.csv[^"]*)"', page).group(1))
-    assert "q=server:prod-1+app:api" in link and "category=security" in link
+    assert parse_qs(urlsplit(link).query) == {"q": ["server:prod-1 app:api category:security"]}
 
 
 def test_cli_export(runner, history):

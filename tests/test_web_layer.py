@@ -25,5 +25,5 @@ def test_next_only_leads_to_this_site(target, expected):
 def test_one_redaction_marker_and_one_category_table():
     for module in (capture, timeline, commands, parsers, transcript):
         assert module.REDACTED is rules.REDACTED
-    assert query.CHIPS == tuple(rules.CATEGORY_LABELS.items())
+    assert query.CHIPS == tuple(categories.LABELS.items())
     assert rules.CATEGORIES == ("security", "app", "server", "team")

@@ -20,7 +20,8 @@ from sqlalchemy.orm.interfaces import MANYTOONE
 
 from intercity.audit import chain
 from intercity.audit.actor import current_actor, request_meta
-from intercity.audit.rules import CATEGORIES, EVENT_CATEGORIES, REDACTED, Scope
+from intercity.audit.categories import category_of
+from intercity.audit.rules import REDACTED, Scope
 from intercity.extensions import db
 from intercity.models import Operation
 from intercity.models.base import utcnow
@@ -123,11 +124,11 @@ def _changes(state, plan: _Plan) -> dict:
     return diff
 
 
-def make_entry(action: str, category: str, *, scope: Scope = Scope(), target_type=None, target_id=None,
-               target_label=None, diff: dict | None = None, caused_by=None, operation_id=None, actor=None,
-               meta: dict | None = None) -> dict:
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown audit category {category!r} for {action}: use one of {', '.join(CATEGORIES)}")
+def make_entry(action: str, category: str | None = None, *, scope: Scope = Scope(), target_type=None,
+               target_id=None, target_label=None, diff: dict | None = None, caused_by=None, operation_id=None,
+               actor=None, meta: dict | None = None) -> dict:
+    # The category table decides; a category passed (an operation kind's) must fit its row.
+    category = category_of(action, category)
     actor = actor or current_actor()
     return {
         "actor_kind": actor.kind,
@@ -339,10 +340,6 @@ def record_event(session, action: str, *, category: str | None = None, **fields)
 
     The entry belongs to the current transaction: it is written at commit and dropped by a rollback.
     """
-    category = category or EVENT_CATEGORIES.get(action)
-    if category is None:
-        raise ValueError(f"explicit audit event {action!r} has no declared category: add it to "
-                         "intercity.audit.rules.EVENT_CATEGORIES or pass category=")
     entry = make_entry(action, category, **fields)
     if isinstance(session, scoped_session):
         session = session()

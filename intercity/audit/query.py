@@ -2,20 +2,25 @@
 
 Syntax (GitHub's audit log search, https://docs.github.com/en/organizations/... "Searching the audit log"):
 
-    actor:dev@example.com      the person, including work done on their behalf (worker, cli, ...);
-                               actor:worker / actor:cli match the system actor itself
+    actor:dev@example.com      the person, including work done on their behalf (worker, cli, ...), by
+                               prefix (actor:ops finds ops@example.com); actor:worker / actor:cli match
+                               the system actor itself
     action:env_var.*           `*` is a wildcard; a bare prefix (action:env_var) matches its actions too
+    key:DATABASE_URL           what was changed: an env var by name, domain:api.example.com a domain,
+                               target:ci-bot anything by its label (env var, domain, key, user, ...); with `*`
     app:api  server:prod-1     by copied name, so a re-created app shows its older history
-    category:security          security, app, server or team (plurals accepted)
+    category:security          security, app, server or team (plurals accepted); the chips write these
     outcome:pending            pending, applied or failed: the outcome of the operation an entry requested
     created:>=2026-01-01       also >, <, <=, an exact day (2026-01-01), and ranges 2026-01-01..2026-01-31
                                (either end may be `*`); times are UTC; a date-time such as 2026-01-01T10:30
                                is an instant
-    -app:api                   a leading `-` negates a qualifier
+    LEGACY  "on call"          free text: a bare word or a quoted phrase, found anywhere in the entry's
+                               sentence (actor, target, app, server), ignoring case
+    -app:api  -LEGACY          a leading `-` negates a qualifier or a word
     app:"my app"               double quotes keep spaces in a value
 
 Several values of one qualifier are alternatives (`app:api app:web`); different qualifiers,
-negations and `created:` terms all have to hold. Anything else is a QueryError naming the token.
+negations, words and `created:` terms all have to hold. Anything else is a QueryError naming the token.
 """
 from __future__ import annotations
 
@@ -23,18 +28,20 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, exists, func, not_, or_, select, true
+from sqlalchemy import and_, exists, func, literal_column, not_, or_, select, true
 from sqlalchemy.orm import aliased
 
-from intercity.audit.rules import CATEGORIES, CATEGORY_LABELS
+from intercity.audit.categories import CATEGORIES, LABELS
 from intercity.models import AuditEntry, Operation
 from intercity.models.operation import PENDING
 
-QUALIFIERS = ("actor", "action", "app", "server", "category", "outcome", "created")
+QUALIFIERS = ("actor", "action", "key", "domain", "target", "app", "server", "category", "outcome", "created")
+OS_USER_KINDS = ("cli", "system")  # the actors that record who ran them on the machine (audit.actor)
+TEXT = "text"  # the qualifier of a free-text term (a bare word or a quoted phrase)
 OUTCOMES = {"pending": PENDING, "applied": ("succeeded",), "failed": ("failed",)}
 # The entries an operation's end writes; the timeline folds them into the entry that asked for the work.
 OUTCOME_ACTIONS = ("operation.succeeded", "operation.failed")
-CHIPS = tuple(CATEGORY_LABELS.items())
+CHIPS = tuple(LABELS.items())
 _CATEGORY_ALIASES = {"apps": "app", "servers": "server", "teams": "team"}
 PAGE_SIZE = 50
 
@@ -85,9 +92,11 @@ def tokens(text: str) -> list[Term]:
                 raise QueryError(f"{raw!r} has an opening double quote but no closing one.", raw)
             value = quoted
         if not qualifier:
-            hint = ", ".join(f"{name}:" for name in QUALIFIERS)
-            raise QueryError(f"{raw!r} is not a filter: use qualifier:value with one of {hint} "
-                             "(e.g. action:env_var.* or -actor:ops@example.com).", raw)
+            if value == "":
+                raise QueryError(f"{raw!r} has nothing to search for: write a word after the -, or use "
+                                 "quotes around a phrase.", raw)
+            terms.append(Term(TEXT, value, bool(negated), raw))
+            continue
         qualifier = qualifier.lower()
         if qualifier not in QUALIFIERS:
             raise QueryError(f"Unknown qualifier {qualifier + ':'!r} in {raw!r}: use one of "
@@ -116,12 +125,18 @@ def _nullsafe(column):
     return func.coalesce(column, "")
 
 
+def _prefix(column, value: str):
+    """Starts with `value` (`*` inside it still a wildcard)."""
+    return column.like(_like(value) + ("" if value.endswith("*") else "%"), escape="\\")
+
+
 def _actor(value: str, negated: bool):
     wrap = _nullsafe if negated else (lambda c: c)
-    value = value.lower() if "@" in value else value
     # Worker and CLI entries carry the person they act for in actor_email: "on behalf of" matches too.
-    return or_(_match(wrap(AuditEntry.actor_email), value), _match(wrap(AuditEntry.actor_kind), value),
-               _match(wrap(AuditEntry.actor_os_user), value))
+    # Emails are stored lowercased; OS user names keep their case.
+    # Only the CLI and system actors carry an OS user: naming their kinds lets every branch use an index.
+    return or_(_prefix(wrap(AuditEntry.actor_email), value.lower()), _match(wrap(AuditEntry.actor_kind), value),
+               and_(AuditEntry.actor_kind.in_(OS_USER_KINDS), _prefix(wrap(AuditEntry.actor_os_user), value)))
 
 
 def _action(value: str, negated: bool):
@@ -130,6 +145,33 @@ def _action(value: str, negated: bool):
         return _match(AuditEntry.action, value)
     # A bare prefix such as action:env_var means every env_var.* action.
     return or_(AuditEntry.action == value, AuditEntry.action.like(_like(value) + ".%", escape="\\"))
+
+
+def _target(target_type: str | None, lowercase: bool = False):
+    """key:, domain:, target: what an entry changed, by its label (an env var's name, a hostname)."""
+
+    def build(value: str, negated: bool):
+        value = value.lower() if lowercase else value
+        label = _match(_nullsafe(AuditEntry.target_label) if negated else AuditEntry.target_label, value)
+        if target_type is None:
+            return label
+        kind = _nullsafe(AuditEntry.target_type) if negated else AuditEntry.target_type
+        return and_(kind == target_type, label)
+
+    return build
+
+
+# The entry's sentence as free text searches it: who, what it changed, where. The same expression is
+# indexed (a trigram index on PostgreSQL, migration 0007), so keep the two identical.
+SENTENCE_SQL = ("lower(coalesce({t}actor_email, '') || ' ' || coalesce({t}actor_os_user, '') || ' ' || "
+                "coalesce({t}target_label, '') || ' ' || coalesce({t}app_name, '') || ' ' || "
+                "coalesce({t}server_name, ''))")
+_SENTENCE = literal_column(SENTENCE_SQL.format(t="audit_entries."))
+
+
+def _text(value: str, negated: bool):
+    # Never NULL (every part is coalesced), so a negated word keeps every entry without it.
+    return _SENTENCE.like("%" + _like(value.lower()) + "%", escape="\\")
 
 
 def _named(column):
@@ -204,6 +246,10 @@ def _created(value: str, negated: bool, token: str):
 _BUILDERS = {
     "actor": _actor,
     "action": _action,
+    "key": _target("env_var"),
+    "domain": _target("domain", lowercase=True),
+    "target": _target(None),
+    TEXT: _text,
     "app": _named(AuditEntry.app_name),
     "server": _named(AuditEntry.server_name),
     "category": _category,
@@ -223,7 +269,7 @@ def conditions(text: str) -> list:
             condition = _BUILDERS[term.qualifier](term.value, term.negated)
         if term.negated:
             result.append(not_(condition))
-        elif term.qualifier == "created":
+        elif term.qualifier in ("created", TEXT):  # each word has to be there, like each date bound
             result.append(condition)
         else:
             alternatives.setdefault(term.qualifier, []).append(condition)
@@ -244,60 +290,94 @@ def folded():
     )
 
 
+def _category_name(value: str) -> str:
+    name = value.strip().lower()
+    return _CATEGORY_ALIASES.get(name, name)
+
+
 @dataclass
 class Filter:
-    """What one timeline view shows: its scope, the chips pressed and the query box."""
+    """What one timeline view shows: its scope and the query box, where the chips write `category:` terms.
+
+    The query is the whole filter, so the box, the chips and the URL (`?q=`) always agree. Categories
+    passed in (the CLI's --category, older links' `?category=`) become `category:` terms of it.
+    """
 
     query: str = ""
     categories: tuple[str, ...] = ()
     scope: list = field(default_factory=list)  # conditions fixed by the page (a server, an app)
+
+    def __post_init__(self):
+        self.query = (self.query or "").strip()
+        for name in self.categories:
+            if name not in self.categories_in_query():
+                self.query = _with_category(self.query, name)
+        self.categories = self.categories_in_query()
 
     @classmethod
     def from_args(cls, args, scope: list | None = None) -> "Filter":
         chosen = []
         for value in args.getlist("category"):
             for name in value.split(","):
-                name = _CATEGORY_ALIASES.get(name.strip().lower(), name.strip().lower())
+                name = _category_name(name)
                 if name in CATEGORIES and name not in chosen:
                     chosen.append(name)
-        return cls(query=(args.get("q") or "").strip(), categories=tuple(chosen), scope=list(scope or []))
+        return cls(query=args.get("q") or "", categories=tuple(chosen), scope=list(scope or []))
+
+    def _terms(self) -> list[Term] | None:
+        try:
+            return tokens(self.query)
+        except QueryError:
+            return None
+
+    def categories_in_query(self) -> tuple[str, ...]:
+        """The chips this query presses: its categories, not negated (none while it cannot be read)."""
+        chosen = []
+        for term in self._terms() or []:
+            name = _category_name(term.value)
+            if term.qualifier == "category" and not term.negated and name in CATEGORIES and name not in chosen:
+                chosen.append(name)
+        return tuple(chosen)
 
     def conditions(self) -> list:
         """All conditions of this view; raises QueryError for a bad query."""
-        result = list(self.scope)
-        if self.categories:
-            result.append(AuditEntry.category.in_(self.categories))
-        result.extend(conditions(self.query))
-        return result
+        return [*self.scope, *conditions(self.query)]
 
     def describe(self) -> str:
-        parts = []
-        if self.categories:
-            names = dict(CHIPS)
-            parts.append("categories " + ", ".join(names[c] for c in self.categories))
-        if self.query:
-            parts.append(f"query {self.query}")
-        return "; ".join(parts)
+        return f"query {self.query}" if self.query else ""
 
     def args(self, **extra) -> dict:
         """URL parameters that reproduce this filter (for links, print, export)."""
-        values = {}
-        if self.query:
-            values["q"] = self.query
-        if self.categories:
-            values["category"] = list(self.categories)
+        values = {"q": self.query} if self.query else {}
         values.update({k: v for k, v in extra.items() if v is not None})
         return values
 
     def toggled(self, category: str | None) -> dict:
-        """URL parameters with one chip pressed or released (None: the All chip)."""
-        if category is None:
-            chosen = []
-        elif category in self.categories:
-            chosen = [c for c in self.categories if c != category]
+        """URL parameters with one chip pressed or released (None: the All chip releases them all)."""
+        terms = self._terms()
+        if terms is None:  # an unreadable query: pressing a chip adds its term, the box says what is wrong
+            text = self.query if category is None or category in self.categories else \
+                _with_category(self.query, category)
+            return {"q": text} if text else {}
+        if category is not None and category not in self.categories:
+            text = _with_category(self.query, category)
         else:
-            chosen = [*self.categories, category]
-        return {**({"q": self.query} if self.query else {}), **({"category": chosen} if chosen else {})}
+            kept = [t for t in terms if not (t.qualifier == "category" and not t.negated
+                                             and (category is None or _category_name(t.value) == category))]
+            text = " ".join(t.token for t in kept)
+        return {"q": text} if text else {}
+
+
+def _with_category(text: str, category: str) -> str:
+    """`text` with a `category:` term added after the categories it has (first when it has none)."""
+    try:
+        terms = tokens(text)
+    except QueryError:
+        return f"category:{category} {text}".strip()
+    last = max((i for i, t in enumerate(terms) if t.qualifier == "category"), default=-1)
+    parts = [t.token for t in terms]
+    parts.insert(last + 1, f"category:{category}")
+    return " ".join(parts)
 
 
 def entries_statement(conditions: list, *, before: int | None = None, limit: int | None = PAGE_SIZE,

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-# The audit categories and what people call them (filter chips, icons, exports), in display order.
-CATEGORY_LABELS = {"security": "Security", "app": "Apps", "server": "Servers", "team": "Team"}
-CATEGORIES = tuple(CATEGORY_LABELS)
+from intercity.audit.categories import CATEGORIES
+
 # What stands in for a secret wherever one would show: diffs, command lines, transcripts, warnings.
 REDACTED = "[redacted]"
 
@@ -25,8 +24,9 @@ class Scope:
 class AuditRule:
     """One model's audit declaration.
 
-    `name` prefixes actions (`env_var` -> `env_var.created`); `category` applies to every
-    action unless `classify` says otherwise; `ignore` fields are operational state whose
+    `name` prefixes actions (`env_var` -> `env_var.created`); each action's category comes from
+    the table in intercity/audit/categories.py (a `category` given here must agree with it);
+    `ignore` fields are operational state whose
     changes are not entries; `parent` names the relationship whose deletion cascades to this
     model (the children's entries say `caused_by="app:12"`).
 
@@ -36,38 +36,37 @@ class AuditRule:
     """
 
     name: str
-    category: str
     label: Callable[[Any], str]
     scope: Callable[[Any], Scope]
+    category: str | None = None
     secret: frozenset[str] = frozenset()
     ignore: frozenset[str] = frozenset({"created_at", "updated_at"})
     parent: str | None = None
-    # (obj, verb, diff) -> (action, category), or None for "no entry"; default is `name.verb`.
-    classify: Callable[[Any, str, dict], tuple[str, str] | None] | None = None
+    # (obj, verb, diff) -> action, (action, category) or None for "no entry"; default is `name.verb`.
+    classify: Callable[[Any, str, dict], str | tuple[str, str] | None] | None = None
+    # With `classify`: every action it can return (so a test can check each has a table row), or a
+    # function giving them where they are declared elsewhere (operation kinds).
+    actions: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     verbs: tuple[str, ...] = ("created", "updated", "deleted")
     # Bulk UPDATE/DELETE is refused unless no audited field can change that way.
     bulk_ok: bool = False
 
     def __post_init__(self):
-        if self.category not in CATEGORIES:
+        if self.category is not None and self.category not in CATEGORIES:
             raise ValueError(f"unknown audit category {self.category!r}")
 
-    def action(self, obj, verb: str, diff: dict) -> tuple[str, str] | None:
+    def action(self, obj, verb: str, diff: dict) -> tuple[str, str | None] | None:
+        """(action, category stated by the model or None), or None for "no entry"."""
         if verb not in self.verbs:
             return None
         if self.classify is not None:
-            return self.classify(obj, verb, diff)
+            decided = self.classify(obj, verb, diff)
+            if decided is None or isinstance(decided, tuple):
+                return decided
+            return decided, self.category
         return f"{self.name}.{verb}", self.category
 
-
-# Explicit events (not row changes) declare their category here, so every action has one.
-EVENT_CATEGORIES: dict[str, str] = {
-    "user.login": "security",
-    "user.login_failed": "security",
-    "user.logout": "security",
-    "server.host_key_mismatch": "security",
-    "audit.verified": "security",
-    "audit.verify_failed": "security",
-    "audit.exported": "security",
-    "env_var.revealed": "security",
-}
+    def possible_actions(self) -> set[str]:
+        if self.classify is not None:
+            return set(self.actions() if callable(self.actions) else self.actions)
+        return {f"{self.name}.{verb}" for verb in self.verbs}

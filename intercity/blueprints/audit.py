@@ -47,7 +47,7 @@ def _links(scope: timeline.Scope, flt: Filter) -> dict:
         print_url = url_for("audit.server_print", server_id=scope.server_id, **flt.args())
     else:
         print_url = url_for("audit.print_view", **flt.args())
-    export_args = Filter(query=_scope_query(scope, flt.query), categories=flt.categories).args()
+    export_args = Filter(query=_scope_query(scope, flt.query)).args()
     return {
         "here": here,
         "print_url": print_url,

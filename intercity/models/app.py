@@ -21,7 +21,6 @@ class App(db.Model):
     __table_args__ = (UniqueConstraint("server_id", "name"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="app",
-        category="app",
         label=lambda a: a.name,
         scope=_app_scope,
         # Status follows operations (creating, destroying); the request itself is the entry.
@@ -53,7 +52,6 @@ class EnvVar(db.Model):
     __table_args__ = (UniqueConstraint("app_id", "key"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="env_var",
-        category="security",
         label=lambda e: e.key,
         scope=lambda e: _app_scope(e.app),
         secret=frozenset({"value_encrypted"}),
@@ -92,7 +90,6 @@ class Domain(db.Model):
     __table_args__ = (UniqueConstraint("app_id", "hostname"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="domain",
-        category="app",
         label=lambda d: d.hostname,
         scope=lambda d: _app_scope(d.app),
         parent="app",

@@ -19,7 +19,9 @@ class AuditEntry(db.Model):
         Index("ix_audit_entries_app_seq", "server_name", "app_name", "seq"),
         Index("ix_audit_entries_app_id_seq", "app_id", "seq"),
         Index("ix_audit_entries_server_id_seq", "server_id", "seq"),
-        Index("ix_audit_entries_actor_seq", "actor_email", "seq"),
+        # Pattern order on PostgreSQL, so actor: by prefix is a range scan (migration 0007).
+        Index("ix_audit_entries_actor_seq", "actor_email", "seq",
+              postgresql_ops={"actor_email": "varchar_pattern_ops"}),
         Index("ix_audit_entries_action_seq", "action", "seq"),
         Index("ix_audit_entries_operation", "operation_id"),
         Index("ix_audit_entries_created", "created_at"),
@@ -27,6 +29,9 @@ class AuditEntry(db.Model):
         Index("ix_audit_entries_app_name_seq", "app_name", "seq"),
         Index("ix_audit_entries_operation_action", "operation_id", "action"),
         Index("ix_audit_entries_actor_kind_seq", "actor_kind", "seq"),
+        # Search (migration 0007): key:, domain:, target:. PostgreSQL also has a trigram index over
+        # query.SENTENCE_SQL for free text, created by the migration only (an expression index).
+        Index("ix_audit_entries_target_label_seq", "target_label", "seq"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

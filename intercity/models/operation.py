@@ -26,6 +26,13 @@ def _classify_operation(op: Operation, verb: str, diff: dict):
     return (action, op.category) if action else None
 
 
+def _operation_actions() -> tuple[str, ...]:
+    # The registry imports the executors, which import the models: ask it only when asked.
+    from intercity.jobs.kinds import KINDS
+
+    return ("operation.retry_requested", *sorted({k.request_action for k in KINDS.values() if k.request_action}))
+
+
 class Operation(db.Model):
     __tablename__ = "operations"
     __table_args__ = (
@@ -36,12 +43,12 @@ class Operation(db.Model):
     )
     __audit__ = AuditRule(
         name="operation",
-        category="app",
         label=lambda op: op.title,
         scope=lambda op: Scope(op.server_id, op.server_name, op.app_id, op.app_name),
         ignore=frozenset({"created_at", "updated_at", "status", "attempts", "reason", "warnings",
                           "started_at", "finished_at", "heartbeat_at"}),
         classify=_classify_operation,
+        actions=_operation_actions,
         bulk_ok=True,  # status bookkeeping is not audited
     )
 

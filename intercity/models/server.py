@@ -15,13 +15,13 @@ HOST_KEY_FIELDS = {"host_key_type", "host_key_fingerprint"}
 
 
 def _classify_server(server: "Server", verb: str, diff: dict):
-    # Host key changes are security events; everything else about a server is `server`.
+    # Host key and key pair changes are actions of their own (Security in the category table).
     if verb == "updated" and HOST_KEY_FIELDS & diff.keys():
         old = diff.get("host_key_fingerprint", [None])[0]
-        return ("server.host_key_accepted" if old else "server.host_key_pinned"), "security"
+        return "server.host_key_accepted" if old else "server.host_key_pinned"
     if verb == "updated" and "public_key" in diff:
-        return "server.key_regenerated", "security"
-    return f"server.{verb}", "server"
+        return "server.key_regenerated"
+    return f"server.{verb}"
 
 
 class Server(db.Model):
@@ -29,7 +29,6 @@ class Server(db.Model):
     __table_args__ = (NEVER_REUSE_IDS,)
     __audit__ = AuditRule(
         name="server",
-        category="server",
         label=lambda s: s.name,
         scope=lambda s: Scope(server_id=s.id, server_name=s.name),
         secret=frozenset({"private_key_encrypted"}),
@@ -40,6 +39,8 @@ class Server(db.Model):
             "remote_keys_checked_at",
         }),
         classify=_classify_server,
+        actions=("server.created", "server.updated", "server.deleted", "server.host_key_accepted",
+                 "server.host_key_pinned", "server.key_regenerated"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,7 +100,6 @@ class DeployKey(db.Model):
     __table_args__ = (UniqueConstraint("server_id", "name"), NEVER_REUSE_IDS)
     __audit__ = AuditRule(
         name="deploy_key",
-        category="security",
         label=lambda k: k.name,
         scope=lambda k: Scope(server_id=k.server_id, server_name=k.server.name),
         # The public key itself is not secret, but the fingerprint is how people tell keys apart.

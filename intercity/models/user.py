@@ -38,7 +38,6 @@ class User(UserMixin, db.Model):
     __table_args__ = (NEVER_REUSE_IDS,)
     __audit__ = AuditRule(
         name="user",
-        category="security",
         label=lambda u: u.email,
         scope=lambda u: Scope(),
         secret=frozenset({"password_hash"}),

@@ -144,7 +144,7 @@ def team_history() -> History:
         record_event(db.session, "user.login_failed", target_type="user", target_label="mallory@example.com")
         db.session.commit()
     with acting_as(Actor.for_user(h.ops)):
-        record_event(db.session, "settings.updated", category="team", target_type="settings",
+        record_event(db.session, "settings.changed", target_type="settings",
                      target_label="digest schedule", diff={"digest": ["weekly", "daily"]})
         db.session.commit()
     return h

@@ -1,0 +1,103 @@
+"""Every action the audit log can write, with its category and whether it is alerted at once."""
+from __future__ import annotations
+
+CATEGORIES = ("security", "app", "server", "team")
+# How the timeline's chips, notifications and docs name each category.
+LABELS = {"security": "Security", "app": "Apps", "server": "Servers", "team": "Team"}
+# An operation's request and outcome entries take the category of the operation's kind
+# (intercity.jobs.kinds.KINDS), so an env var's failed apply files under Security with it.
+BY_KIND = "by kind"
+
+# action -> (category, alerted). The one table: capture files entries by it, the notification code
+# asks `is_alerted`, docs/DEVELOPING.md publishes it (a test keeps the two the same).
+ACTIONS: dict[str, tuple[str, bool]] = {
+    # Accounts and sign-in
+    "user.created": ("team", False),
+    "user.updated": ("security", True),
+    "user.deleted": ("security", True),
+    "user.invited": ("security", True),
+    "invitation.accepted": ("team", False),
+    "invitation.revoked": ("security", True),
+    "user.role_changed": ("security", True),
+    "user.deactivated": ("security", True),
+    "user.reactivated": ("security", True),
+    "user.email_changed": ("team", False),
+    "user.password_changed": ("security", False),
+    "user.login": ("team", False),
+    "user.logout": ("team", False),
+    "user.login_failed": ("security", False),
+    "user.login_failures_repeated": ("security", True),
+    "user.2fa_enabled": ("security", False),
+    "user.2fa_disabled": ("security", True),
+    "user.session_ended": ("security", False),
+    "digest.unsubscribed": ("team", False),
+    # Panel settings and where alerts go
+    "settings.changed": ("security", True),
+    "notification_target.added": ("security", True),
+    "notification_target.removed": ("security", True),
+    # The audit log itself
+    "audit.verified": ("security", False),
+    "audit.exported": ("security", False),
+    "audit.verify_failed": ("security", True),
+    # Servers, their keys and deploy keys
+    "server.created": ("server", False),
+    "server.updated": ("server", False),
+    "server.deleted": ("server", False),
+    "server.connection_test_requested": ("server", False),
+    "server.import_requested": ("app", False),
+    "server.host_key_pinned": ("security", False),
+    "server.host_key_accepted": ("security", True),
+    "server.host_key_mismatch": ("security", True),
+    "server.key_regenerated": ("security", True),
+    "deploy_key.created": ("security", True),
+    "deploy_key.updated": ("security", True),
+    "deploy_key.deleted": ("security", True),
+    # Apps, their env vars and domains
+    "app.created": ("app", False),
+    "app.updated": ("app", False),
+    "app.deleted": ("app", False),
+    "app.destroy_requested": ("app", False),
+    "app.restart_requested": ("app", False),
+    "env_var.created": ("security", True),
+    "env_var.updated": ("security", True),
+    "env_var.deleted": ("security", True),
+    "env_var.revealed": ("security", True),
+    "domain.created": ("app", False),
+    "domain.updated": ("app", False),
+    "domain.deleted": ("app", False),
+    # Operations
+    "operation.retry_requested": (BY_KIND, False),
+    "operation.succeeded": (BY_KIND, False),
+    "operation.failed": (BY_KIND, False),
+}
+
+
+def _row(action: str) -> tuple[str, bool]:
+    try:
+        return ACTIONS[action]
+    except KeyError:
+        raise ValueError(f"audit action {action!r} has no row in the category table: add it to "
+                         "intercity.audit.categories.ACTIONS and docs/DEVELOPING.md") from None
+
+
+def category_of(action: str, kind_category: str | None = None) -> str:
+    """The category an entry with this action is filed under.
+
+    For the operation actions whose category follows the operation's kind, pass that kind's
+    category; for every other action a category passed must agree with the table.
+    """
+    category, _ = _row(action)
+    if category == BY_KIND:
+        if kind_category is None:
+            raise ValueError(f"{action} takes its operation kind's category: pass it")
+        category = kind_category
+    elif kind_category is not None and kind_category != category:
+        raise ValueError(f"{action} is {category} in the category table, not {kind_category}")
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown audit category {category!r} for {action}: use one of {', '.join(CATEGORIES)}")
+    return category
+
+
+def is_alerted(action: str) -> bool:
+    """Whether an entry with this action is sent at once (otherwise it waits for the digest)."""
+    return _row(action)[1]
