@@ -11,7 +11,8 @@ import intercity
 from intercity.audit import categories
 from intercity.audit.categories import ACTIONS, BY_KIND, CATEGORIES, LABELS, category_of, is_alerted
 from intercity.extensions import db
-from intercity.models.operation import FINAL, KINDS
+from intercity.jobs.kinds import KINDS
+from intercity.models.operation import FINAL
 
 ROOT = Path(intercity.__file__).parent
 DOCS = ROOT.parent / "docs" / "DEVELOPING.md"
