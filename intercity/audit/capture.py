@@ -29,6 +29,8 @@ NEW_OPERATIONS = "audit_new_operations"
 MARKS = "audit_savepoint_marks"
 # Set once this transaction's entries are chained: (seq, hash) of its newest entry.
 HEAD = "audit_head"
+# Actions of the entries this transaction wrote (notifications look after commit whether any is alerted).
+WRITTEN = "audit_written_actions"
 # What a changed secret looks like in a diff when no fingerprint shows the change.
 REDACTED = "[redacted]"
 
@@ -425,6 +427,7 @@ def _write(session) -> None:
             params = [insert_.params(row) for row in rows]
             connection.exec_driver_sql(insert_.sql, params if len(params) > 1 else params[0])
     entries.clear()
+    session.info.setdefault(WRITTEN, []).extend(row["action"] for row in rows)
     session.info[HEAD] = head = (rows[-1]["seq"], rows[-1]["hash"])
     _LAST_HEAD[connection.engine] = head
 
@@ -455,7 +458,7 @@ def _after_soft_rollback(session, previous_transaction):
 def _after_transaction_end(session, transaction):
     if transaction.parent is None:  # the outermost transaction ended: committed or rolled back
         info = session.info
-        for key in (PENDING, MARKS, NEW_OPERATIONS, HEAD):
+        for key in (PENDING, MARKS, NEW_OPERATIONS, HEAD, WRITTEN):
             info.pop(key, None)
 
 
@@ -535,6 +538,11 @@ def register() -> None:
     for name, fn in HOOKS:
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
+
+
+def written_actions(session) -> list[str]:
+    """Actions of the entries the transaction being committed wrote (read after commit)."""
+    return list(session.info.get(WRITTEN, ()))
 
 
 def new_operations(session) -> list:

@@ -67,3 +67,27 @@ EVENT_CATEGORIES: dict[str, str] = {
     "audit.exported": "security",
     "env_var.revealed": "security",
 }
+
+# Notifications write these (targets and preferences are audited models: notification_target.added/removed,
+# notification_preference.updated, digest.unsubscribed).
+EVENT_CATEGORIES.update({
+    "settings.changed": "security",
+    "notification.test_sent": "team",
+    "notification.retried": "team",
+    "digest.sent_on_demand": "team",
+})
+
+# Entries mailed at once to everyone who wants security alerts. A minimal table: the category table of the
+# timeline's search work replaces it with per-action flags.
+ALERTED_ACTIONS = frozenset({
+    "env_var.created", "env_var.updated", "env_var.deleted", "env_var.revealed",
+    "deploy_key.created", "deploy_key.deleted",
+    "server.host_key_mismatch",
+    "user.invited", "user.deleted", "user.deactivated", "user.role_changed", "user.2fa_disabled",
+    "user.login_failures_repeated",
+})
+
+
+def is_alerted(action: str) -> bool:
+    """Whether entries of this action are sent as security alerts at once."""
+    return action in ALERTED_ACTIONS
