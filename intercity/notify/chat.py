@@ -55,14 +55,19 @@ class _RedactTargets(logging.Filter):
 _FILTER = _RedactTargets()
 
 
+# Apprise logs request URLs at debug; urllib3, under it, logs each request line with its path.
+LOGGERS = ("apprise", "urllib3.connectionpool")
+
+
 def quiet_apprise_logging() -> None:
-    """Apprise logs request URLs at debug and errors with the server's reply: blank the target's tokens in every line."""
-    logger = logging.getLogger("apprise")
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
-    for handler in logger.handlers:
-        if _FILTER not in handler.filters:
-            handler.addFilter(_FILTER)
+    """Blank target tokens in every line Apprise (and the HTTP library beneath it) logs while we send."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
 
 
 class _Using:
