@@ -5,6 +5,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField
+from wtforms.fields.choices import SelectChoice
 
 from intercity.audit.actor import Actor, acting_as
 from intercity.blueprints.panel_support import fail
@@ -18,7 +19,7 @@ bp = Blueprint("account", __name__)
 
 class NotificationsForm(FlaskForm):
     digest_frequency = RadioField("Digest of every change", id="digest-frequency",
-                                  choices=[(f, notifications.FREQUENCY_NAMES[f]) for f in FREQUENCIES])
+                                  choices=[SelectChoice(f, notifications.FREQUENCY_NAMES[f]) for f in FREQUENCIES])
     security_alerts = BooleanField("Security alerts at once (deploy keys, env vars, host keys, users)",
                                    id="security-alerts")
 
