@@ -140,29 +140,31 @@ class Coverage:
     groups: dict[tuple, AppGroup] = field(default_factory=dict)
 
 
-def collect(since: int, until: int, head_hash: str, batch: int = 2000) -> Coverage:
+def collect(since: int, until: int, head_hash: str, batch: int = 5000) -> Coverage:
     """One pass over the entries in (since, until], a few columns at a time: memory grows with apps, not entries."""
     coverage = Coverage(since, until, head_hash)
-    columns = (AuditEntry.seq, AuditEntry.action, AuditEntry.category, AuditEntry.server_name, AuditEntry.app_name,
-               AuditEntry.created_at)
+    # Plain columns only (no timestamp conversion per row); each group's first time is read once at the end.
+    columns = (AuditEntry.seq, AuditEntry.action, AuditEntry.category, AuditEntry.server_name, AuditEntry.app_name)
     categories = coverage.categories
     groups = coverage.groups
+    firsts: dict[tuple, int] = {}
+    connection = db.session.connection()
     cursor = since
     while True:
         # Keyset batches on seq: each is one indexed range read, and nothing holds a server-side cursor open.
-        rows = db.session.execute(select(*columns).where(AuditEntry.seq > cursor, AuditEntry.seq <= until)
+        rows = connection.execute(select(*columns).where(AuditEntry.seq > cursor, AuditEntry.seq <= until)
                                   .order_by(AuditEntry.seq).limit(batch)).all()
-        for seq, action, category, server_name, app_name, created_at in rows:
+        for seq, action, category, server_name, app_name in rows:
             coverage.total += 1
             categories[category] = categories.get(category, 0) + 1
             key = (server_name or "", app_name or "")
             group = groups.get(key)
             if group is None:
-                group = groups[key] = AppGroup(server_name, app_name, first_at=created_at)
-            group.total += 1
+                group = groups[key] = AppGroup(server_name, app_name)
+                firsts[key] = seq
             if action in NOT_LISTED:
-                group.total -= 1
                 continue
+            group.total += 1
             if action == "operation.failed":
                 if len(group.failed) < PER_APP:
                     group.failed.append(seq)
@@ -171,6 +173,12 @@ def collect(since: int, until: int, head_hash: str, batch: int = 2000) -> Covera
         if len(rows) < batch:
             break
         cursor = rows[-1][0]
+    if firsts:
+        seqs = list(firsts.values())
+        when = dict(db.session.execute(select(AuditEntry.seq, AuditEntry.created_at)
+                                       .where(AuditEntry.seq.in_(seqs))).all())
+        for key, seq in firsts.items():
+            groups[key].first_at = when.get(seq)
     db.session.commit()
     for key in [key for key, group in groups.items() if group.total == 0]:
         del groups[key]
