@@ -122,3 +122,29 @@ def test_bad_target_urls_are_refused_next_to_the_field(app, client, logged_in):
     response = _add(client, "json://127.0.0.1/x")
     assert response.status_code == 422 and "Choose what the target receives" in response.get_data(as_text=True)
     assert db.session.scalar(select(NotificationTarget)) is None
+
+
+def test_a_target_that_takes_the_digest_gets_it_daily(smtp, webhook, app, client, logged_in):
+    from datetime import timedelta
+
+    from intercity.models.base import utcnow
+    from intercity.notify import digest
+
+    logged_in(make_user("admin", email="admin@example.com"))
+    assert _add(client, f"json://127.0.0.1:{webhook.port}/hooks/{TOKEN}", digest=True).status_code == 303
+    make_server(name="prod-1")
+    target = db.session.scalar(select(NotificationTarget))
+    assert digest.send_due() == 0  # added just now: its first digest is at the next 07:00
+    target.last_digest_at = utcnow() - timedelta(days=1, minutes=1)
+    db.session.commit()
+    assert digest.send_due() == 1
+    _finish(app)
+    [payload] = webhook.wait_for(1)
+    # Its own addition and the server: everything after the moment it was added.
+    assert payload["title"].startswith("[Intercity] Digest: 2 changes")
+    assert "== The panel (1) ==" in payload["message"] and "added" in payload["message"]
+    assert "== prod-1 (1) ==" in payload["message"] and "Chain head: " in payload["message"]
+    assert "Unsubscribe" not in payload["message"]
+    db.session.expire_all()
+    assert db.session.get(NotificationTarget, target.id).digest_seq == \
+        db.session.scalar(select(OutboxMessage.covered_seq).where(OutboxMessage.kind == "digest"))

@@ -17,6 +17,7 @@ class ScriptedMailbox:
 
     def __init__(self):
         self.messages = []
+        self.all_received = []  # since the last clear(), even what a test cleared from `messages`
         self.answers: list[str] = []
         self.lock = threading.Lock()
 
@@ -27,13 +28,21 @@ class ScriptedMailbox:
         with self.lock:
             if self.answers:
                 return self.answers.pop(0)
-            self.messages.append(message_from_bytes(envelope.content, policy=default))
+            message = message_from_bytes(envelope.content, policy=default)
+            self.messages.append(message)
+            self.all_received.append(message)
         return "250 2.0.0 Message accepted for delivery"
 
     def clear(self):
         with self.lock:
             self.messages.clear()
             self.answers.clear()
+
+    def reset(self):
+        with self.lock:
+            self.messages.clear()
+            self.answers.clear()
+            self.all_received.clear()
 
     def wait_for(self, count: int, timeout: float = 15) -> list:
         deadline = time.monotonic() + timeout
@@ -61,12 +70,17 @@ def scripted_smtp():
 
 @pytest.fixture
 def smtp(scripted_smtp, app_config):
-    """The app under test sends to the scripted SMTP server; retries wait an hour unless a test says otherwise."""
-    scripted_smtp.clear()
+    """The app under test sends to the scripted SMTP server; retries wait an hour unless a test says otherwise.
+
+    Every message the server received during the test is probed for secrets afterwards.
+    """
+    scripted_smtp.reset()
     app_config.update({"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": scripted_smtp.port, "MAIL_USE_TLS": False,
                        "MAIL_DEFAULT_SENDER": "intercity@example.com", "INTERCITY_BASE_URL": "https://panel.example.com",
                        "NOTIFY_RETRY_BACKOFF": 3600})
-    return scripted_smtp
+    yield scripted_smtp
+    for message in list(scripted_smtp.all_received):
+        assert_no_secrets(mail_texts(message))
 
 
 class Webhook:
@@ -112,9 +126,11 @@ class Webhook:
 
 @pytest.fixture
 def webhook():
+    """A local webhook; every body it received is probed for secrets afterwards."""
     hook = Webhook()
     yield hook
     hook.close()
+    assert_no_secrets(hook.bodies)
 
 
 def needles(extra: dict[str, str] | None = None) -> dict[str, str]:
