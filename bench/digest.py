@@ -25,7 +25,6 @@ SIZES = [int(n) for n in os.environ.get("BENCH_DIGEST_SIZES", "10000,100000").sp
 BACKENDS = os.environ.get("BENCH_DIGEST_BACKENDS", "postgresql,sqlite").split(",")
 APPS = 50
 SERVERS = 5
-PG_DEFAULT = "postgresql+psycopg://root@127.0.0.1:5432/test"
 PG_NAME = "intercity_bench_digest"
 TARGET_S = 2.0
 ACTIONS = [("env_var.created", "security", "env_var", "DATABASE_URL"), ("env_var.updated", "security", "env_var", "API_TOKEN"),
@@ -131,20 +130,9 @@ def run_backend(url: str, count: int) -> dict:
 
 
 def _postgres():
-    import psycopg
-    from sqlalchemy.engine import make_url
+    from bench._databases import fresh_postgres
 
-    admin = make_url(os.environ.get("BENCH_DATABASE_URL", PG_DEFAULT))
-    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-
-    def execute(sql: str):
-        with psycopg.connect(libpq, autocommit=True) as connection:
-            connection.execute(sql)
-
-    execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
-    execute(f'CREATE DATABASE "{PG_NAME}"')
-    return admin.set(database=PG_NAME).render_as_string(hide_password=False), \
-        lambda: execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
+    return fresh_postgres(PG_NAME)
 
 
 def main() -> None:

@@ -9,14 +9,9 @@ from intercity.extensions import db
 from intercity.models import EnvVar, OutboxMessage
 from intercity.models.base import utcnow
 from tests.support.builders import make_app, make_server, make_user
-from tests.support.notify import assert_no_secrets, mail_texts, scripted_smtp, smtp  # noqa: F401
+from tests.support.notify import assert_no_secrets, mail_texts, settle
 from tests.support.panel import SECRETS, acting
 
-
-def _finish(app):
-    app.extensions["intercity_jobs"].wait_idle()
-    db.session.rollback()
-    db.session.expire_all()
 
 
 def _people():
@@ -42,9 +37,9 @@ def test_env_vars_set_in_one_commit_make_one_alert_per_person_who_wants_them(smt
             var.value = value
             db.session.add(var)
         db.session.commit()
-    _finish(app)
+    settle(app)
     received = smtp.wait_for(2)
-    _finish(app)
+    settle(app)
     assert sorted(m["To"] for m in smtp.messages) == ["admin@example.com", "dev@example.com"]
     message = smtp.messages[0]
     text = message.get_body(("plain",)).get_content()
@@ -67,16 +62,16 @@ def test_a_rename_is_no_alert_but_a_value_change_is(smtp, app):
     var.value = "first-value-123"
     db.session.add(var)
     db.session.commit()
-    _finish(app)
+    settle(app)
     smtp.wait_for(1)
     smtp.clear()
     var.key = "NEW"
     db.session.commit()
-    _finish(app)
+    settle(app)
     assert smtp.messages == []
     var.value = "second-value-456"
     db.session.commit()
-    _finish(app)
+    settle(app)
     assert "changed NEW on api" in smtp.wait_for(1)[0]["Subject"]
     assert admin.email == smtp.messages[0]["To"]
 
@@ -93,16 +88,16 @@ def test_reveals_alert_at_most_once_per_person_and_app_an_hour(smtp, app):
         var.value = SECRETS["API_TOKEN"]
         db.session.add(var)
     db.session.commit()
-    _finish(app)
+    settle(app)
     smtp.wait_for(2)  # both variables in one commit: one alert each for two people
     smtp.clear()
     with acting(member):
         for app_row in (api, api, web):
             env_service.reveal(app_row, member, key="TOKEN")
             db.session.commit()
-            _finish(app)
+            settle(app)
     received = smtp.wait_for(4)
-    _finish(app)
+    settle(app)
     subjects = sorted(m["Subject"] for m in smtp.messages)
     assert len(subjects) == 4  # api once, web once, to two people
     assert sum("TOKEN on api" in s for s in subjects) == 2 and sum("TOKEN on web" in s for s in subjects) == 2
@@ -118,7 +113,7 @@ def test_reveals_alert_at_most_once_per_person_and_app_an_hour(smtp, app):
     with acting(member):
         env_service.reveal(api, member, key="TOKEN")
         db.session.commit()
-    _finish(app)
+    settle(app)
     assert len(smtp.wait_for(6)) == 6
 
 
@@ -132,7 +127,7 @@ def test_alerts_scan_turns_each_entry_into_messages_once(smtp, app):
     var.value = "value-abcdefgh"
     db.session.add(var)
     db.session.commit()
-    _finish(app)
+    settle(app)
     smtp.wait_for(1)
     assert alerts.scan() == 0
     assert len(db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "alert")).all()) == 1

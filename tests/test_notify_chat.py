@@ -9,16 +9,11 @@ from intercity.extensions import db
 from intercity.models import EnvVar, NotificationTarget, OutboxMessage
 from tests.conftest import free_port
 from tests.support.builders import make_app, make_server, make_user
-from tests.support.notify import assert_no_secrets, scripted_smtp, smtp, webhook  # noqa: F401
+from tests.support.notify import assert_no_secrets, settle
 from tests.support.panel import SECRETS, acting
 
 TOKEN = "hooktok-7f3a9c2e51-distinctive"
 
-
-def _finish(app):
-    app.extensions["intercity_jobs"].wait_idle()
-    db.session.rollback()
-    db.session.expire_all()
 
 
 def _add(client, url, **feeds):
@@ -57,7 +52,7 @@ def test_a_json_webhook_target_gets_alerts_and_failures_and_never_shows_its_toke
         var.value = SECRETS["API_TOKEN"]
         db.session.add(var)
         db.session.commit()
-    _finish(app)
+    settle(app)
     payloads = webhook.wait_for(1)
     assert webhook.paths[0] == f"/hooks/{TOKEN}"
     assert payloads[0]["title"].startswith("[Intercity] Security alert: admin@example.com set API_TOKEN on api")
@@ -74,7 +69,7 @@ def test_a_json_webhook_target_gets_alerts_and_failures_and_never_shows_its_toke
                      target_label="restart the app", scope=Scope(api.server_id, "prod-1", api.id, "api"),
                      diff={"status": ["running", "failed"], "reason": [None, "Dokku could not restart api."]})
         db.session.commit()
-    _finish(app)
+    settle(app)
     payloads = webhook.wait_for(2)
     assert any(p["title"].startswith("[Intercity] Failed:") for p in payloads)
     assert len(payloads) == 2 and "Dokku could not restart api" not in payloads[0]["message"]
@@ -138,7 +133,7 @@ def test_a_target_that_takes_the_digest_gets_it_daily(smtp, webhook, app, client
     target.last_digest_at = utcnow() - timedelta(days=1, minutes=1)
     db.session.commit()
     assert digest.send_due() == 1
-    _finish(app)
+    settle(app)
     [payload] = webhook.wait_for(1)
     # Its own addition and the server: everything after the moment it was added.
     assert payload["title"].startswith("[Intercity] Digest: 2 changes")

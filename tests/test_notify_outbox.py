@@ -9,14 +9,9 @@ from intercity.extensions import db
 from intercity.models import NotificationPreference, OutboxMessage
 from intercity.models.base import utcnow
 from tests.support.builders import make_server, make_user
-from tests.support.notify import smtp, scripted_smtp  # noqa: F401  (fixtures)
+from tests.support.notify import settle
 from tests.conftest import free_port
 
-
-def _finish(app):
-    app.extensions["intercity_jobs"].wait_idle()
-    db.session.rollback()
-    db.session.expire_all()
 
 
 def _message(message_id) -> OutboxMessage:
@@ -33,7 +28,7 @@ def test_send_mail_is_recorded_in_the_transaction_and_sent_after_commit(smtp, ap
     message_id = message.id
     assert smtp.messages == []  # nothing leaves before commit
     db.session.commit()
-    _finish(app)
+    settle(app)
     received = smtp.wait_for(1)
     assert len(received) == 1 and received[0]["To"] == "new@example.com" and received[0]["Subject"] == "Welcome"
     types = {part.get_content_type() for part in received[0].walk()}
@@ -62,7 +57,7 @@ def test_a_digest_survives_4xx_5xx_and_no_connection_and_covers_the_whole_gap(sm
 
     smtp.answers.append("451 4.3.0 Mailbox busy, try later")
     assert digest.send_due() == 1
-    _finish(app)
+    settle(app)
     message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
     assert message.status == "pending" and message.attempts == 1 and message.last_response.startswith("451")
     assert message.next_attempt_at > utcnow() + timedelta(minutes=50)  # NOTIFY_RETRY_BACKOFF
@@ -88,7 +83,7 @@ def test_a_digest_survives_4xx_5xx_and_no_connection_and_covers_the_whole_gap(sm
     state.port = free_port()  # nobody listens there
     response = client.post(f"/settings/messages/{message.id}/retry")
     assert response.status_code == 303
-    _finish(app)
+    settle(app)
     message = _message(message.id)
     assert message.status == "pending" and "no connection" in message.last_response
     assert db.session.get(NotificationPreference, pref.id).digest_seq == start_seq
@@ -111,7 +106,7 @@ def test_a_digest_survives_4xx_5xx_and_no_connection_and_covers_the_whole_gap(sm
     pref.last_digest_at = utcnow() - timedelta(days=2)
     db.session.commit()
     digest.send_due()
-    _finish(app)
+    settle(app)
     assert len(smtp.messages) == 1
 
 

@@ -11,14 +11,9 @@ from intercity.extensions import db
 from intercity.models import NotificationPreference, OutboxMessage
 from intercity.models.base import utcnow
 from tests.support.builders import make_server, make_user
-from tests.support.notify import assert_no_secrets, mail_texts, scripted_smtp, smtp  # noqa: F401
+from tests.support.notify import assert_no_secrets, mail_texts, settle
 from tests.support.audit import entries
 
-
-def _finish(app):
-    app.extensions["intercity_jobs"].wait_idle()
-    db.session.rollback()
-    db.session.expire_all()
 
 
 def _pref(user) -> NotificationPreference:
@@ -41,19 +36,19 @@ def test_a_test_message_reports_the_smtp_servers_answer(smtp, app, client, logge
     response = client.post("/settings/test-mail", data={"to": "ops@example.com"})
     assert response.status_code == 303
     message_id = int(re.search(r"test=(\d+)", response.headers["Location"]).group(1))
-    _finish(app)
+    settle(app)
     assert smtp.wait_for(1)[0]["To"] == "ops@example.com"
     page = client.get(f"/settings?test={message_id}").get_data(as_text=True)
-    assert "The server answered: <code>250 2.0.0 Message accepted for delivery</code>" in page
+    assert "The server answered: <code>250 Message accepted for delivery</code>" in page
     fragment = client.get(f"/settings/messages/{message_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert "250 2.0.0" in fragment and "hx-trigger" not in fragment  # final: no more polling
+    assert "250 Message accepted" in fragment and "hx-trigger" not in fragment  # final: no more polling
     sent = [e for e in entries() if e.action == "notification.test_sent"]
     assert len(sent) == 1 and sent[0].actor_email == admin.email
 
     smtp.answers.append("554 5.7.1 Sender rejected")
     response = client.post("/settings/test-mail", data={"to": "ops@example.com"})
     message_id = int(re.search(r"test=(\d+)", response.headers["Location"]).group(1))
-    _finish(app)
+    settle(app)
     page = client.get(f"/settings?test={message_id}").get_data(as_text=True)
     assert "Refused: <code>554 5.7.1 Sender rejected</code>" in page
 
@@ -111,7 +106,7 @@ def test_digest_content_and_the_unsubscribe_link_that_needs_no_login(smtp, app, 
     make_app(server, name="api")
     make_server(name="stage")
     assert digest.send_due() == 1
-    _finish(app)
+    settle(app)
     message = smtp.wait_for(1)[0]
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()

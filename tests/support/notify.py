@@ -1,7 +1,6 @@
-"""Fixtures for the notification tests: an SMTP server told how to answer, a local webhook, and a secret probe."""
+"""Fixtures for the notification tests: the test SMTP server set up for the app, a local webhook, a secret probe."""
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -9,77 +8,45 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.panel import SECRETS
+from tests.support.panel import needles
 
 
-class ScriptedMailbox:
-    """aiosmtpd handler: answers DATA with the next scripted reply ("451 ...", "550 ..."), else accepts."""
+def settle(app) -> None:
+    """Wait until the in-process runner has sent what was committed, then read fresh rows."""
+    from intercity.extensions import db
 
-    def __init__(self):
-        self.messages = []
-        self.all_received = []  # since the last clear(), even what a test cleared from `messages`
-        self.answers: list[str] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes
-        from email.policy import default
-
-        with self.lock:
-            if self.answers:
-                return self.answers.pop(0)
-            message = message_from_bytes(envelope.content, policy=default)
-            self.messages.append(message)
-            self.all_received.append(message)
-        return "250 2.0.0 Message accepted for delivery"
-
-    def clear(self):
-        with self.lock:
-            self.messages.clear()
-            self.answers.clear()
-
-    def reset(self):
-        with self.lock:
-            self.messages.clear()
-            self.answers.clear()
-            self.all_received.clear()
-
-    def wait_for(self, count: int, timeout: float = 15) -> list:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.messages) >= count:
-                    return list(self.messages)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} message(s), got {len(self.messages)}")
+    app.extensions["intercity_jobs"].wait_idle()
+    db.session.rollback()
+    db.session.expire_all()
 
 
-@pytest.fixture(scope="session")
-def scripted_smtp():
-    from aiosmtpd.controller import Controller
+def wait_until(check, timeout: float = 15, message: str = "condition"):
+    """Poll `check()` until it returns something true (a job commits a moment after the server accepted)."""
+    from intercity.extensions import db
 
-    from tests.conftest import free_port
-
-    mailbox = ScriptedMailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    mailbox.port = controller.port
-    yield mailbox
-    controller.stop()
+    deadline = time.monotonic() + timeout
+    while True:
+        db.session.rollback()
+        db.session.expire_all()
+        found = check()
+        if found or time.monotonic() > deadline:
+            assert found, f"timed out waiting for {message}"
+            return found
+        time.sleep(0.05)
 
 
 @pytest.fixture
-def smtp(scripted_smtp, app_config):
+def smtp(smtp_server, app_config):
     """The app under test sends to the scripted SMTP server; retries wait an hour unless a test says otherwise.
 
     Every message the server received during the test is probed for secrets afterwards.
     """
-    scripted_smtp.reset()
-    app_config.update({"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": scripted_smtp.port, "MAIL_USE_TLS": False,
+    smtp_server.reset()
+    app_config.update({"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server.port, "MAIL_USE_TLS": False,
                        "MAIL_DEFAULT_SENDER": "intercity@example.com", "INTERCITY_BASE_URL": "https://panel.example.com",
                        "NOTIFY_RETRY_BACKOFF": 3600})
-    yield scripted_smtp
-    for message in list(scripted_smtp.all_received):
+    yield smtp_server
+    for message in list(smtp_server.all_received):
         assert_no_secrets(mail_texts(message))
 
 
@@ -131,20 +98,6 @@ def webhook():
     yield hook
     hook.close()
     assert_no_secrets(hook.bodies)
-
-
-def needles(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Every distinctive secret of the audit tests, raw, base64 and URL-safe base64, plus each long line."""
-    found = {}
-    for key, value in {**SECRETS, **(extra or {})}.items():
-        raw = value.encode()
-        found[f"{key} value"] = value
-        found[f"{key} base64"] = base64.b64encode(raw).decode()
-        found[f"{key} urlsafe base64"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-        for number, line in enumerate(value.splitlines()):
-            if len(line) >= 12 and not line.startswith("-----"):
-                found[f"{key} line {number + 1}"] = line
-    return found
 
 
 def mail_texts(message) -> list[str]:
