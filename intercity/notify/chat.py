@@ -128,7 +128,10 @@ def send(message) -> str:
         sender = apprise.Apprise()
         if not sender.add(url):
             raise DeliveryError(f"Apprise no longer accepts this {target.service} URL", temporary=False)
-        ok = sender.notify(title=message.subject, body=message.text or "", body_format=apprise.NotifyFormat.TEXT)
+        try:
+            ok = sender.notify(title=message.subject, body=message.text or "", body_format=apprise.NotifyFormat.TEXT)
+        except Exception as error:  # its text may quote the URL: only the kind of error leaves this block
+            raise DeliveryError(f"{target.service}: {error.__class__.__name__}", temporary=True) from None
     if not ok:
         raise DeliveryError(f"{target.service} did not accept the message (the worker's log has Apprise's reason)",
                             temporary=True)

@@ -185,11 +185,12 @@ def retry(message: OutboxMessage, user) -> None:
 
     if message.status not in ("failed", "pending"):
         raise ValidationError("Only a failed or waiting message can be sent again.", "message")
+    before = message.status
     message.status = "pending"
     message.next_attempt_at = None
     record_event(db.session, "notification.retried", target_type="outbox_message", target_id=message.id,
                  target_label=f"{message.kind} to {_recipient_label(message)}",
-                 diff={"status": ["failed", "pending"]})
+                 diff={"status": [before, "pending"], "attempts": [None, message.attempts]})
     deliver_after_commit(message)
 
 
