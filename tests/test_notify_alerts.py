@@ -131,3 +131,24 @@ def test_alerts_scan_turns_each_entry_into_messages_once(smtp, app):
     smtp.wait_for(1)
     assert alerts.scan() == 0
     assert len(db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "alert")).all()) == 1
+
+
+def test_an_alert_refused_for_now_waits_visibly_and_is_sent_later(smtp, app, client, logged_in):
+    from intercity.notify import outbox
+
+    admin = logged_in(make_user("admin", email="admin@example.com"))
+    api = make_app(make_server(name="prod-1"), name="api")
+    smtp.answers.append("421 4.7.0 Too many connections, try again later")
+    with acting(admin):
+        var = EnvVar(app=api, key="KEY")
+        var.value = "value-abcdefgh"
+        db.session.add(var)
+        db.session.commit()
+    settle(app)
+    message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "alert"))
+    assert message.status == "pending" and message.attempts == 1 and smtp.messages == []
+    page = client.get("/settings").get_data(as_text=True)
+    assert "421 4.7.0 Too many connections" in page and "retrying" in page
+    assert outbox.deliver(message.id, now=utcnow() + timedelta(hours=1)) == "sent"
+    assert "Security alert" in smtp.wait_for(1)[0]["Subject"]
+    assert "Every message was sent." in client.get("/settings").get_data(as_text=True)
