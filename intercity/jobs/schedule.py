@@ -107,6 +107,7 @@ class Timer:
         self.lock = threading.Lock()
         self.heap: list = []
         self.counter = itertools.count()
+        self.wake = None  # set by timer_for: nudges the runner to look again after an add()
         self._schedule_tick()
 
     def _schedule_tick(self) -> None:
@@ -121,8 +122,6 @@ class Timer:
             heapq.heappush(self.heap, (when, next(self.counter), task, False))
         if self.wake is not None:
             self.wake()
-
-    wake = None
 
     def seconds_to_next(self) -> float:
         with self.lock:

@@ -44,7 +44,8 @@ def alert(entries: list[AuditEntry], *, failures: bool = False) -> tuple[str, st
     first = lines[0]
     more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
     prefix = "Failed" if failures else "Security alert"
-    subject = f"[Intercity] {prefix}: {first.sentence}{more}"
+    # One header line whatever a label holds.
+    subject = " ".join(f"[Intercity] {prefix}: {first.sentence}{more}".split())
     context = {"lines": lines, "failures": failures, "timeline": external("audit.timeline"),
                "settings": external("account.show")}
     return (subject[:255], render_template("mail/alert.txt", **context), render_template("mail/alert.html", **context))
