@@ -33,11 +33,8 @@ def _user():
 
 
 def _notifications_form(formdata=None) -> NotificationsForm:
-    pref = notifications.preferences_for(_user())
-    form = NotificationsForm(formdata=formdata, data={"digest_frequency": pref.digest_frequency,
-                                                      "security_alerts": pref.security_alerts})
-    db.session.commit()  # the defaults row, if it was just made
-    return form
+    frequency, alerts = notifications.current_choices(_user())
+    return NotificationsForm(formdata=formdata, data={"digest_frequency": frequency, "security_alerts": alerts})
 
 
 @bp.get("/account")

@@ -31,6 +31,14 @@ def preferences_for(user: User, now: datetime | None = None) -> NotificationPref
     return pref
 
 
+def current_choices(user: User) -> tuple[str, bool]:
+    """(digest frequency, security alerts) as the account page shows them; the defaults if never set (no write)."""
+    from intercity.models.notification import DEFAULT_FREQUENCY
+
+    pref = db.session.scalar(select(NotificationPreference).where(NotificationPreference.user_id == user.id))
+    return (pref.digest_frequency, pref.security_alerts) if pref else (DEFAULT_FREQUENCY, True)
+
+
 def update_preferences(user: User, *, frequency: str, security_alerts: bool) -> NotificationPreference:
     """A person sets their own digest frequency and whether they get security alerts (the caller commits)."""
     if frequency not in FREQUENCIES:
