@@ -14,6 +14,15 @@ from tests.support.panel import SECRETS, acting
 
 
 
+def _add_var(app_row, key: str, value: str) -> EnvVar:
+    """An env var set and committed (by whoever acts), as the env service's change would be."""
+    var = EnvVar(app=app_row, key=key)
+    var.value = value
+    db.session.add(var)
+    db.session.commit()
+    return var
+
+
 def _people():
     admin = make_user("admin", email="admin@example.com")
     member = make_user("member", email="dev@example.com")
@@ -58,10 +67,7 @@ def test_env_vars_set_in_one_commit_make_one_alert_per_person_who_wants_them(smt
 def test_a_rename_is_no_alert_but_a_value_change_is(smtp, app):
     admin = make_user("admin", email="admin@example.com")
     api = make_app(make_server(name="prod-1"), name="api")
-    var = EnvVar(app=api, key="OLD")
-    var.value = "first-value-123"
-    db.session.add(var)
-    db.session.commit()
+    var = _add_var(api, "OLD", "first-value-123")
     settle(app)
     smtp.wait_for(1)
     smtp.clear()
@@ -123,10 +129,7 @@ def test_alerts_scan_turns_each_entry_into_messages_once(smtp, app):
 
     make_user("admin", email="admin@example.com")
     api = make_app(make_server(name="prod-1"), name="api")
-    var = EnvVar(app=api, key="KEY")
-    var.value = "value-abcdefgh"
-    db.session.add(var)
-    db.session.commit()
+    _add_var(api, "KEY", "value-abcdefgh")
     settle(app)
     smtp.wait_for(1)
     assert alerts.scan() == 0
@@ -140,10 +143,7 @@ def test_an_alert_refused_for_now_waits_visibly_and_is_sent_later(smtp, app, cli
     api = make_app(make_server(name="prod-1"), name="api")
     smtp.answers.append("421 4.7.0 Too many connections, try again later")
     with acting(admin):
-        var = EnvVar(app=api, key="KEY")
-        var.value = "value-abcdefgh"
-        db.session.add(var)
-        db.session.commit()
+        _add_var(api, "KEY", "value-abcdefgh")
     settle(app)
     message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "alert"))
     assert message.status == "pending" and message.attempts == 1 and smtp.messages == []
