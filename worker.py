@@ -37,7 +37,8 @@ class AppWorker(SimpleWorker):
 
 
 def sweeper(app, stop: threading.Event) -> None:
-    """Every JOBS_SWEEP_INTERVAL: fail operations whose worker died, re-enqueue lost jobs."""
+    """Every JOBS_SWEEP_INTERVAL: fail operations whose worker died, re-enqueue lost jobs, keep the tick scheduled."""
+    from intercity.jobs import schedule
     from intercity.jobs.runner import sweep
 
     interval = app.config["JOBS_SWEEP_INTERVAL"]
@@ -46,6 +47,7 @@ def sweeper(app, stop: threading.Event) -> None:
             with app.app_context():
                 try:
                     sweep()
+                    schedule.ensure_scheduled()
                 finally:
                     db.session.remove()
         except Exception:
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     AppWorker.flask_app = app
     worker = AppWorker([queue], connection=connection)
     try:
-        worker.work(with_scheduler=False, logging_level="INFO")
+        # RQ's scheduler (one per Redis, whichever worker holds its lock) runs the notification tick and retries.
+        worker.work(with_scheduler=True, logging_level="INFO")
     finally:
         stop.set()
     return 0

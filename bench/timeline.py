@@ -31,7 +31,6 @@ PAGE = 50
 PRINT_APP = "shop-000"
 # Roughly one app-level event in this many goes to PRINT_APP, so it ends with ~5,000 visible entries.
 PRINT_SHARE = 85
-PG_DEFAULT = "postgresql+psycopg://root@127.0.0.1:5432/test"
 # The process id keeps two runs on one PostgreSQL server (a shared machine) out of each other's way.
 PG_NAME = f"intercity_bench_timeline_{os.getpid()}"
 REPEAT = 15
@@ -374,20 +373,9 @@ def run_backend(url: str, total: int) -> dict:
 
 
 def _postgres():
-    import psycopg
-    from sqlalchemy.engine import make_url
+    from bench._databases import fresh_postgres
 
-    admin = make_url(os.environ.get("BENCH_DATABASE_URL", PG_DEFAULT))
-    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-
-    def execute(sql: str):
-        with psycopg.connect(libpq, autocommit=True) as connection:
-            connection.execute(sql)
-
-    execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
-    execute(f'CREATE DATABASE "{PG_NAME}"')
-    return admin.set(database=PG_NAME).render_as_string(hide_password=False), \
-        lambda: execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
+    return fresh_postgres(PG_NAME)
 
 
 def report(name: str, r: dict) -> str:

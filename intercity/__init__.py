@@ -39,6 +39,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     jobs.init_app(app)
 
+    from intercity import notify
+
+    notify.init_app(app)
+
     from intercity.blueprints import register_blueprints
 
     register_blueprints(app)

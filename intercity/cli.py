@@ -65,6 +65,9 @@ def run(host, port):
 
     app = current_app._get_current_object()
     runner.recover_after_restart()
+    jobs = app.extensions.get("intercity_jobs")
+    if jobs is not None:
+        jobs.ensure_running()  # the notification schedule runs even before the first request
     click.echo(f"Intercity on http://{host}:{port}/  (jobs: {'in this process' if app.config['JOBS_IN_PROCESS'] else 'RQ workers'})")
     from werkzeug.serving import run_simple
 
@@ -138,7 +141,36 @@ def audit_export(fmt, query_text, categories, output):
     output.flush()
 
 
-COMMANDS = [create_admin, create_user, run, audit_group]
+@click.group("digest")
+def digest_group():
+    """Send digests."""
+
+
+@digest_group.command("send")
+@click.option("--user", "email", metavar="EMAIL", help="Only this person (default: everyone whose digest is not off).")
+@with_appcontext
+def digest_send(email):
+    """Send digests now, covering everything since each person's last one; prints what the SMTP server said."""
+    _require_database()
+    from intercity.audit.actor import Actor, acting_as
+    from intercity.notify import on_demand
+
+    with acting_as(Actor.system("cli")):
+        try:
+            results = on_demand.send_digests(email)
+        except LookupError as error:
+            raise click.ClickException(str(error)) from None
+    failed = False
+    for address, status, answer in results:
+        click.echo(f"{address}: {status}" + (f" ({answer})" if answer else ""))
+        failed = failed or status not in ("sent", "nothing new")
+    if not results:
+        click.echo("Nobody gets digests (every active user has them off).")
+    if failed:
+        sys.exit(1)
+
+
+COMMANDS = [create_admin, create_user, run, audit_group, digest_group]
 
 
 def register(app) -> None:

@@ -114,6 +114,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Without Redis, one supervised thread of this process runs the jobs.
         "JOBS_IN_PROCESS": redis_url is None,
         "JOBS_QUEUE": os.environ.get("INTERCITY_QUEUE", "intercity"),
+        # Notifications: the periodic tick (due digests, alert catch-up, retries) and the first retry's delay.
+        "NOTIFY_TICK_SECONDS": _int("INTERCITY_NOTIFY_TICK_SECONDS", 300),
+        "NOTIFY_RETRY_BACKOFF": float(_int("INTERCITY_NOTIFY_RETRY_BACKOFF", 30)),
     }
     config.update(overrides)
     return config

@@ -9,7 +9,7 @@ import pytest
 from tests.support import databases
 from tests.support.builders import PASSWORD, make_user
 
-pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures"]
+pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures", "tests.support.notify"]
 
 
 def pytest_configure(config):
@@ -50,7 +50,7 @@ def app_config(database_url, tmp_path, monkeypatch):
     config = databases.test_config(database_url)
     config.update({"WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False, "SSH_CONNECT_TIMEOUT": 5,
                    "SSH_COMMAND_TIMEOUT": 30, "MAIL_SUPPRESS_SEND": False,
-                   "SSH_RETRY_BACKOFF": 0.05})
+                   "SSH_RETRY_BACKOFF": 0.05, "NOTIFY_TICK_SECONDS": 0})
     return config
 
 

@@ -32,6 +32,8 @@ APPLIES = "audit_applies"
 MARKS = "audit_savepoint_marks"
 # Set once this transaction's entries are chained: (seq, hash) of its newest entry.
 HEAD = "audit_head"
+# Actions of the entries this transaction wrote (notifications look after commit whether any is alerted).
+WRITTEN = "audit_written_actions"
 
 
 class UnauditedChange(RuntimeError):
@@ -278,6 +280,7 @@ def _write(session) -> None:
         return
     _link_operations(session, entries)
     session.info[HEAD] = chain.append(session.connection(), entries, session.info.get(HEAD), utcnow())
+    session.info.setdefault(WRITTEN, []).extend(entry["action"] for entry in entries)
     entries.clear()
 
 
@@ -307,7 +310,7 @@ def _after_soft_rollback(session, previous_transaction):
 def _after_transaction_end(session, transaction):
     if transaction.parent is None:  # the outermost transaction ended: committed or rolled back
         info = session.info
-        for key in (PENDING, MARKS, APPLIES, HEAD):
+        for key in (PENDING, MARKS, APPLIES, HEAD, WRITTEN):
             info.pop(key, None)
 
 
@@ -371,3 +374,8 @@ def register() -> None:
     for name, fn in HOOKS:
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
+
+
+def written_actions(session) -> list[str]:
+    """Actions of the entries the transaction being committed wrote (read after commit)."""
+    return list(session.info.get(WRITTEN, ()))

@@ -35,6 +35,9 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "settings.changed": ("security", True),
     "notification_target.added": ("security", True),
     "notification_target.removed": ("security", True),
+    "notification_preference.updated": ("team", False),
+    "notification.test_sent": ("team", False),
+    "notification.retried": ("team", False),
     # The audit log itself
     "audit.verified": ("security", False),
     "audit.exported": ("security", False),

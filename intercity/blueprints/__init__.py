@@ -2,7 +2,7 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import apps, audit, auth, health, home, operations, servers, setup
+    from intercity.blueprints import account, apps, audit, auth, health, home, operations, servers, settings, setup
 
-    for module in (auth, health, home, setup, servers, apps, operations, audit):
+    for module in (auth, health, home, setup, servers, apps, operations, audit, account, settings):
         app.register_blueprint(module.bp)

@@ -112,7 +112,7 @@ class InProcessRunner:
 
     def __init__(self, app):
         self.app = app
-        self.scopes: queue.Queue[str | None] = queue.Queue()
+        self.scopes: queue.Queue[str | tuple | None] = queue.Queue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.started = False
@@ -133,7 +133,7 @@ class InProcessRunner:
 
     def waiting(self) -> set[str]:
         with self.scopes.mutex:
-            return {scope for scope in self.scopes.queue if scope is not None}
+            return {scope for scope in self.scopes.queue if isinstance(scope, str)}
 
     def _loop(self, first: bool) -> None:
         from intercity.extensions import db
@@ -146,14 +146,17 @@ class InProcessRunner:
                     db.session.remove()
             except Exception:
                 log.exception("recovering operations after a restart failed")
+        from intercity.jobs import schedule
+
         while True:
-            scope = self.scopes.get()
+            scope = schedule.next_item(self)  # a scope, a task, or a timed task (the notification tick)
             try:
                 if scope is None:
                     return
                 with self.app.app_context():
                     try:
-                        runner.drain(scope)
+                        if not schedule.run_item(scope):
+                            runner.drain(scope)
                     finally:
                         db.session.remove()
             except Exception:  # supervised: one failing job must not stop the others

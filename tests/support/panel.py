@@ -23,6 +23,24 @@ SECRETS = {
     "API_TOKEN": "tok_9f8e7d6c5b4a-distinctive",
     "MULTILINE": "-----BEGIN KEY-----\nc2VjcmV0LWxpbmUtb25l\nsecret-line-two\n-----END KEY-----",
 }
+
+
+def needles(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Each secret value (and `extra` ones), its base64 forms and each of its lines: none may appear anywhere."""
+    import base64
+
+    found = {}
+    for key, value in {**SECRETS, **(extra or {})}.items():
+        raw = value.encode()
+        found[f"{key} value"] = value
+        found[f"{key} base64"] = base64.b64encode(raw).decode()
+        found[f"{key} urlsafe base64"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        for number, line in enumerate(value.splitlines()):
+            if len(line) >= 12 and not line.startswith("-----"):
+                found[f"{key} line {number + 1}"] = line
+    return found
+
+
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g alice@laptop"
 ED25519_OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICAfHh0cGxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwIB bob@ci"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -55,20 +56,44 @@ def redis_queue(redis_url, app_config):
 
 
 class Mailbox:
-    """Messages received by the test SMTP server."""
+    """Messages received by the test SMTP server; `answers` scripts refusals ("451 ...", "550 ...") of the next ones."""
 
     def __init__(self):
         self.messages = []
+        self.all_received = []  # since the last reset(), even what a test cleared from `messages`
+        self.answers: list[str] = []
+        self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes
         from email.policy import default
 
-        self.messages.append(message_from_bytes(envelope.content, policy=default))
+        with self.lock:
+            if self.answers:
+                return self.answers.pop(0)
+            message = message_from_bytes(envelope.content, policy=default)
+            self.messages.append(message)
+            self.all_received.append(message)
         return "250 Message accepted for delivery"
 
     def clear(self):
-        self.messages.clear()
+        with self.lock:
+            self.messages.clear()
+            self.answers.clear()
+
+    def reset(self):
+        self.clear()
+        self.all_received.clear()
+
+    def wait_for(self, count: int, timeout: float = 15) -> list:
+        """The messages received, once there are at least `count` (mail is sent by jobs, a moment later)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} message(s), got {len(self.messages)}")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,112 @@
+"""Admin settings: the mail settings in effect with a test message, chat targets, and the outbox of unsent messages."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import BooleanField, StringField
+
+from intercity.blueprints.panel_support import attempt
+from intercity.extensions import db
+from intercity.models import NotificationTarget, OutboxMessage
+from intercity.notify import mailer, outbox
+from intercity.services import notifications
+from intercity.web import render, require_role
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+
+class TestMailForm(FlaskForm):
+    to = StringField("Send a test message to", id="test-to")
+
+
+class TargetForm(FlaskForm):
+    url = StringField("Apprise URL", id="target-url")
+    alerts = BooleanField("Security alerts", default=True, id="target-alerts")
+    digest = BooleanField("Daily digest", id="target-digest")
+    failures = BooleanField("Failed operations", id="target-failures")
+
+
+class PostForm(FlaskForm):
+    pass
+
+
+def _user():
+    return current_user._get_current_object()
+
+
+def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None):
+    targets = db.session.scalars(select(NotificationTarget).order_by(NotificationTarget.id)).all()
+    test_message = db.session.get(OutboxMessage, test_id) if test_id else None
+    return render_template(
+        "settings/show.html", mail=mailer.settings_in_effect(), targets=targets, waiting=outbox.waiting(),
+        sent=outbox.recent_sent(), test_form=test_form or TestMailForm(data={"to": _user().email}),
+        target_form=target_form or TargetForm(formdata=None), post_form=PostForm(), test_message=test_message,
+    ), status
+
+
+@bp.get("")
+@require_role("admin")
+def show():
+    test_id = request.args.get("test", type=int)
+    return _page(test_id=test_id)
+
+
+@bp.post("/test-mail")
+@require_role("admin")
+def test_mail():
+    form = TestMailForm()
+    if form.validate_on_submit():
+        message, error = attempt(lambda: notifications.send_test(_user(), form.to.data), form, "to")
+        if error is None:
+            return redirect(url_for(".show", test=message.id) + "#mail", code=303)
+    return _page(422, test_form=form)
+
+
+@bp.get("/messages/<int:message_id>")
+@require_role("admin")
+def message_status(message_id: int):
+    """A sent test message's state, polled by the settings page until the server answered."""
+    message = db.get_or_404(OutboxMessage, message_id)
+    return render("settings/_message.html", "settings/_message.html", message=message)
+
+
+@bp.post("/targets")
+@require_role("admin")
+def add_target():
+    form = TargetForm()
+    if form.validate_on_submit():
+        feeds = [name for name in ("alerts", "digest", "failures") if form[name].data]
+        target, error = attempt(lambda: notifications.add_target(_user(), form.url.data, feeds), form, "url")
+        if error is None:
+            flash(f"Added a {target.service} target.", "success")
+            return redirect(url_for(".show") + "#targets", code=303)
+    return _page(422, target_form=form)
+
+
+@bp.post("/targets/<int:target_id>/remove")
+@require_role("admin")
+def remove_target(target_id: int):
+    target = db.get_or_404(NotificationTarget, target_id)
+    if not PostForm().validate_on_submit():
+        abort(400)
+    service = target.service
+    notifications.remove_target(_user(), target)
+    db.session.commit()
+    flash(f"Removed the {service} target.", "success")
+    return redirect(url_for(".show") + "#targets", code=303)
+
+
+@bp.post("/messages/<int:message_id>/retry")
+@require_role("admin")
+def retry_message(message_id: int):
+    message = db.get_or_404(OutboxMessage, message_id)
+    if not PostForm().validate_on_submit():
+        abort(400)
+    _, error = attempt(lambda: outbox.retry(message, _user()))
+    if error is None:
+        flash("Sending it again.", "success")
+    else:
+        flash(error.message, "error")
+    return redirect(url_for(".show") + "#outbox", code=303)
