@@ -8,7 +8,8 @@ from flask import render_template
 from sqlalchemy import select
 
 from intercity.audit import chain
-from intercity.audit.timeline import CATEGORY_NAMES, sentence
+from intercity.audit.categories import LABELS
+from intercity.audit.timeline import sentence
 from intercity.extensions import db
 from intercity.models import AuditEntry, NotificationPreference, NotificationTarget, OutboxMessage, User
 from intercity.notify import digest
@@ -95,7 +96,7 @@ def build(message: OutboxMessage):
             "lines": [line(entries[seq]) for seq in group.shown() if seq in entries],
             "hidden": group.hidden, "total": group.total, "link": _group_link(group),
         })
-    categories = [(CATEGORY_NAMES.get(name, name), count) for name, count in sorted(coverage.categories.items())]
+    categories = [(LABELS.get(name, name), count) for name, count in sorted(coverage.categories.items())]
     context = {
         "coverage": coverage, "groups": groups, "categories": categories,
         "head": f"{coverage.until}:{coverage.head_hash}", "timeline": external("audit.timeline"),
