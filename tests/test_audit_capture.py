@@ -47,13 +47,14 @@ def test_user_created_updated_deleted(app):
     user = make_user("member", email="dev@example.com")
     created = only("user.created")
     assert (created.category, created.target_type, created.target_id, created.target_label) == \
-        ("security", "user", str(user.id), "dev@example.com")
+        ("team", "user", str(user.id), "dev@example.com")
     assert (created.server_id, created.app_id) == (None, None)
     assert diff(created) == {"email": [None, "dev@example.com"], "role": [None, "member"], "active": [None, True]}
 
     user.role = "admin"
     db.session.commit()
-    assert diff(only("user.updated")) == {"role": ["member", "admin"]}
+    changed = only("user.role_changed")
+    assert diff(changed) == {"role": ["member", "admin"]} and changed.category == "security"
 
     user_id = user.id
     db.session.delete(user)
@@ -68,7 +69,7 @@ def test_a_password_change_alone_is_an_entry_without_the_hash(app):
     old_hash = user.password_hash
     user.set_password("another long password")
     db.session.commit()
-    entry = only("user.updated")
+    entry = only("user.password_changed")
     assert entry.category == "security"
     assert diff(entry) == {"password_hash": ["[redacted]", "[redacted]"]}
     assert old_hash not in entry.diff and user.password_hash not in entry.diff
@@ -531,7 +532,7 @@ def test_a_request_id_is_generated_once_per_request(app, client, logged_in):
     assert login.request_id and login.request_id != web[0].request_id
 
 
-def test_failed_and_successful_logins_and_logouts_are_security_events_with_metadata(app, client, auth):
+def test_failed_logins_are_security_and_logins_and_logouts_team_events_with_metadata(app, client, auth):
     member = make_user("member", email="dev@example.com")
     client.post("/login", data={"email": "dev@example.com", "password": "wrong password"},
                 headers={"User-Agent": "curl/8"}, environ_base={"REMOTE_ADDR": "198.51.100.7"})
@@ -543,7 +544,7 @@ def test_failed_and_successful_logins_and_logouts_are_security_events_with_metad
     auth.logout()
     for action in ("user.login", "user.logout"):
         entry = only(action)
-        assert (entry.category, entry.actor_kind, entry.actor_email) == ("security", "user", "dev@example.com")
+        assert (entry.category, entry.actor_kind, entry.actor_email) == ("team", "user", "dev@example.com")
         assert entry.target_id == str(member.id)
     assert actions()[-3:] == ["user.login_failed", "user.login", "user.logout"]
 
@@ -586,9 +587,10 @@ def test_every_action_declares_a_known_category():
         assert model.__audit__.category in CATEGORIES
     assert set(EVENT_CATEGORIES.values()) <= set(CATEGORIES)
     assert {kind.category for kind in KINDS.values()} <= set(CATEGORIES)
-    # issue 3, item 3
-    assert {EVENT_CATEGORIES[a] for a in ("user.login", "user.login_failed", "user.logout",
+    # failed logins are security; logging in and out is the team's everyday life
+    assert {EVENT_CATEGORIES[a] for a in ("user.login_failed", "user.login_failures_repeated",
                                           "server.host_key_mismatch")} == {"security"}
+    assert {EVENT_CATEGORIES[a] for a in ("user.login", "user.logout")} == {"team"}
     assert models.User.__audit__.category == models.EnvVar.__audit__.category == \
         models.DeployKey.__audit__.category == "security"
     assert models.App.__audit__.category == models.Domain.__audit__.category == "app"

@@ -39,7 +39,7 @@ def test_setup_form_errors_sit_next_to_the_field_and_keep_input(client):
     response = client.post("/setup", data={"email": "founder@example.com", "password": "short", "confirm": "short"})
     body = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "at least 10 characters" in body
+    assert "at least 12 characters" in body
     assert 'value="founder@example.com"' in body
     assert db.session.scalar(select(User)) is None
 
@@ -59,7 +59,7 @@ def test_login_is_case_insensitive_and_logout_ends_the_session(client, auth, mem
     assert client.get("/servers").status_code == 200
     assert auth.logout().status_code == 302
     assert client.get("/servers").status_code == 302
-    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.category == "security")).all()
+    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.category == "team")).all()
     assert "user.login" in actions and "user.logout" in actions
 
 

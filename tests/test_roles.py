@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from intercity.extensions import db
 from intercity.models import AuditEntry, DeployKey, Domain, EnvVar
+from tests.support.sessions import log_in
 from tests.support.builders import make_app, make_server
 from tests.support.panel import ED25519, SECRETS, finish_operation
 from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
@@ -111,9 +112,7 @@ def _client(app, user=None):
     """A browser of its own; logged in by session (the password login is tested in test_foundation.py)."""
     client = app.test_client()
     if user is not None:
-        with client.session_transaction() as session:
-            session["_user_id"] = str(user.id)
-            session["_fresh"] = True
+        log_in(client, user)
     return client
 
 

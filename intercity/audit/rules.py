@@ -58,9 +58,12 @@ class AuditRule:
 
 # Explicit events (not row changes) declare their category here, so every action has one.
 EVENT_CATEGORIES: dict[str, str] = {
-    "user.login": "security",
+    # Roles and access are security; logging in and out is the team's everyday life.
+    "user.login": "team",
+    "user.logout": "team",
     "user.login_failed": "security",
-    "user.logout": "security",
+    "user.login_failures_repeated": "security",
+    "user.session_ended": "security",
     "server.host_key_mismatch": "security",
     "audit.verified": "security",
     "audit.verify_failed": "security",

@@ -73,6 +73,35 @@ def enqueue(scope: str) -> None:
         log.exception("could not enqueue %s; the sweeper will retry", scope)
 
 
+def enqueue_call(func: str, *args, retries: int = 3) -> None:
+    """Run `func` (a dotted path taking plain values) in a job: RQ with retries, or the in-process thread."""
+    runner = current_app.extensions.get("intercity_jobs")
+    if runner is not None:
+        runner.submit(("call", func, args, retries))
+        return
+    from rq import Retry
+
+    rq_queue().enqueue(func, *args, retry=Retry(max=retries, interval=[10, 60, 300][:retries]) if retries else None,
+                       result_ttl=0, failure_ttl=86400)
+
+
+def _call(func: str, args: tuple, retries: int) -> None:
+    import importlib
+    import time
+
+    module, _, name = func.rpartition(".")
+    target = getattr(importlib.import_module(module), name)
+    for attempt in range(retries + 1):
+        try:
+            target(*args)
+            return
+        except Exception:
+            if attempt == retries:
+                raise
+            log.warning("job %s failed, retrying", func, exc_info=True)
+            time.sleep(min(2 ** attempt, 30))
+
+
 def waiting_scopes() -> set[str]:
     """Scopes that already have a job waiting to be picked up."""
     runner = current_app.extensions.get("intercity_jobs")
@@ -93,13 +122,14 @@ class InProcessRunner:
 
     def __init__(self, app):
         self.app = app
-        self.scopes: queue.Queue[str | None] = queue.Queue()
+        # Scopes to drain, ("call", func, args, retries) from enqueue_call, or None to stop.
+        self.scopes: queue.Queue = queue.Queue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.started = False
         self.closed = False
 
-    def submit(self, scope: str) -> None:
+    def submit(self, scope) -> None:
         self.scopes.put(scope)
         self.ensure_running()
 
@@ -114,7 +144,7 @@ class InProcessRunner:
 
     def waiting(self) -> set[str]:
         with self.scopes.mutex:
-            return {scope for scope in self.scopes.queue if scope is not None}
+            return {scope for scope in self.scopes.queue if isinstance(scope, str)}
 
     def _loop(self, first: bool) -> None:
         from intercity.extensions import db
@@ -134,7 +164,10 @@ class InProcessRunner:
                     return
                 with self.app.app_context():
                     try:
-                        runner.drain(scope)
+                        if isinstance(scope, tuple):  # a call from enqueue_call
+                            _call(*scope[1:])
+                        else:
+                            runner.drain(scope)
                     finally:
                         db.session.remove()
             except Exception:  # supervised: one failing job must not stop the others

@@ -4,8 +4,9 @@ from intercity.models.server import Server, DeployKey
 from intercity.models.app import App, EnvVar, Domain
 from intercity.models.operation import Operation, CommandRun
 from intercity.models.audit import AuditEntry, AuditCheckpoint
+from intercity.models.account import Invitation, UserSession
 
 __all__ = [
     "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
-    "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
+    "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint", "Invitation", "UserSession",
 ]

@@ -1,0 +1,1 @@
+"""Mail (and later chat) sent by the panel: account mail now, alerts and digests with the notification work."""
