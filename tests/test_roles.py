@@ -1,4 +1,4 @@
-"""Every route of the URL map, for anonymous people, viewers, members and admins; and a secret probe of every page.
+"""Every route of the URL map, for anonymous, viewer, member, admin and deactivated people; and a secret probe of every page.
 
 The routes are read from the app's URL map when the tests are collected, so a route added later is
 checked without anyone editing this file. A route's role comes from `require_role` (the
@@ -16,19 +16,20 @@ from sqlalchemy import select
 from intercity.extensions import db
 from intercity.models import AuditEntry, DeployKey, Domain, EnvVar
 from tests.support.sessions import log_in
-from tests.support.builders import make_app, make_server
+from tests.support.builders import make_app, make_server, make_user
 from tests.support.panel import ED25519, SECRETS, finish_operation
 from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
 
 pytestmark = pytest.mark.usefixtures("no_worker")
 
 ROLES = ("viewer", "member", "admin")
-# Reachable without logging in (the first-run page, the health check, the login form).
-OPEN = {"setup.setup", "health.healthz", "auth.login"}
-# POSTs every logged-in person may send: they change only their own session.
-SELF_SERVICE_POSTS = {"auth.logout"}
+# Reachable without logging in (the first-run page, the health check, the login form, and the links
+# mailed to an invitee or a new address, whose token is the proof).
+OPEN = {"setup.setup", "health.healthz", "auth.login", "team.accept", "account.confirm_email"}
+# POSTs every logged-in person may send: they change only their own session or account.
+SELF_SERVICE_POSTS = {"auth.logout", "account.change_password", "account.change_email", "account.end_session"}
 # What the panel's own routes need; the behaviour test below holds every route to its declared role,
-# this table holds the declarations to issue 5 (viewers read, members manage apps, admins servers).
+# this table holds the declarations (viewers read, members manage apps, admins servers and the team).
 PANEL_ROLES = {
     "servers.index": "viewer", "servers.show": "viewer", "servers.deploy_keys": "viewer",
     "servers.new": "admin", "servers.check": "admin", "servers.accept_host_key": "admin", "servers.remove": "admin",
@@ -40,6 +41,10 @@ PANEL_ROLES = {
     "apps.remove_env": "member", "apps.reveal_env": "member", "apps.add_domain": "member",
     "apps.remove_domain": "member",
     "operations.show": "viewer", "operations.retry": "member",
+    "team.index": "admin", "team.invite": "admin", "team.revoke": "admin", "team.change_role": "admin",
+    "team.deactivate": "admin", "team.reactivate": "admin",
+    "account.show": "viewer", "account.change_password": "viewer", "account.change_email": "viewer",
+    "account.end_session": "viewer",
 }
 
 
@@ -64,6 +69,11 @@ ROUTES = _collect_routes()
 
 @pytest.fixture
 def world(app, admin, member, viewer):
+    from intercity.services import team
+
+    deactivated = make_user("member", email="gone@example.com", active=False)
+    invitation = team.invite(admin, "newcomer@example.com", "viewer")
+    db.session.commit()
     """One of everything, with distinctive secret values, and the URL arguments that reach each."""
     server = make_server(name="prod-1", remote_keys=json.dumps([
         {"name": "default", "fingerprint": "SHA256:" + "d" * 43, "public_key": None}]))
@@ -88,8 +98,10 @@ def world(app, admin, member, viewer):
     entry = db.session.scalar(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1))
     return {
         "users": {"admin": admin, "member": member, "viewer": viewer},
+        "deactivated": deactivated,
         "args": {"server_id": server.id, "name": "api", "key": "API_TOKEN", "domain_id": domain.id,
-                 "key_id": key.id, "operation_id": op.id, "entry_id": entry.id},
+                 "key_id": key.id, "operation_id": op.id, "entry_id": entry.id, "user_id": member.id,
+                 "invitation_id": invitation.id, "token": "not-a-real-token", "session_id": 10**6},
     }
 
 
@@ -116,6 +128,18 @@ def _client(app, user=None):
     return client
 
 
+def _deactivated_client(app, user):
+    """A browser whose session was opened while `user` was active."""
+    from intercity.services import sessions
+
+    sessions.start(user)
+    db.session.commit()
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = user.session_token
+    return client
+
+
 def test_the_url_map_was_read():
     endpoints = {param.values[0] for param in ROUTES}
     assert set(PANEL_ROLES) <= endpoints, set(PANEL_ROLES) - endpoints
@@ -137,9 +161,10 @@ def test_route_roles(app, web, world, endpoint, rule, method, required):
         assert required in ("member", "admin"), f"POST {rule} must need at least the member role"
     if endpoint in OPEN:
         return
-    # anonymous: to the login page
-    response = call(_client(web))
-    assert response.status_code == 302 and "/login" in response.headers["Location"], (rule, response.status_code)
+    # anonymous, and a deactivated person whose session was open: to the login page
+    for client in (_client(web), _deactivated_client(web, world["deactivated"])):
+        response = call(client)
+        assert response.status_code == 302 and "/login" in response.headers["Location"], (rule, response.status_code)
     needed = ROLES.index(required or "viewer")
     for role in ROLES:
         response = call(_client(web, world["users"][role]))

@@ -2,7 +2,7 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import apps, audit, auth, health, home, operations, servers, setup
+    from intercity.blueprints import account, apps, audit, auth, health, home, operations, servers, setup, team
 
-    for module in (auth, health, home, setup, servers, apps, operations, audit):
+    for module in (auth, health, home, setup, servers, apps, operations, audit, team, account):
         app.register_blueprint(module.bp)
