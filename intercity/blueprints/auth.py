@@ -39,8 +39,9 @@ def _failed(response) -> bool:
 
 
 def start_session(user: User, remember: bool = False) -> None:
-    """Log `user` in with a new server-known session (the caller has committed the login itself)."""
+    """Log `user` in with a new server-known session, and audit the login."""
     session.clear()  # a fresh session on login: no fixation
+    users.logged_in(user)
     sessions.start(user, remember=remember)
     db.session.commit()
     login_user(user, remember=remember)

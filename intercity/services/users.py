@@ -95,13 +95,17 @@ def authenticate(email: str, password: str) -> User | None:
     if user is None:
         User.burn_password_check(password or "")
     elif user.active and user.check_password(password or ""):
-        user.last_login_at = utcnow()
         user.failed_logins, user.failed_logins_since = 0, None
-        record_event(db.session, "user.login", target_type="user", target_id=user.id, target_label=user.email,
-                     actor=Actor.for_user(user))
         return user
     login_failed(user)
     return None
+
+
+def logged_in(user: User) -> None:
+    """A login (by password, on first setup, or on accepting an invitation): an entry, and the time."""
+    user.last_login_at = utcnow()
+    record_event(db.session, "user.login", target_type="user", target_id=user.id, target_label=user.email,
+                 actor=Actor.for_user(user))
 
 
 def login_failed(user: User | None) -> None:
