@@ -199,7 +199,7 @@ def test_chips_combine_with_the_query_box(client, logged_in, history):
     logged_in(history.ops)
     _, body = get(client, "/audit?category=security&q=actor:ops@example.com")
     expected = visible_ids(AuditEntry.category == "security", AuditEntry.actor_email == "ops@example.com")
-    assert entry_ids(body) == expected and len(expected) >= 3
+    assert entry_ids(body) == expected and len(expected) >= 2  # (logging in is a team event)
     _, body = get(client, "/audit?q=-category:security+app:api")
     assert entry_ids(body) == visible_ids(AuditEntry.category != "security", AuditEntry.app_name == "api")
     # actor: also finds the work done on the person's behalf
