@@ -159,3 +159,31 @@ def test_each_login_is_a_session_the_server_knows_and_last_seen_is_written_once_
     client.get("/servers")
     db.session.expire_all()
     assert db.session.get(UserSession, row.id).last_seen_at > first_seen - timedelta(seconds=1)
+
+
+def test_every_page_sends_the_security_headers(client, member):
+    _login(client, member.email)
+    for path in ("/login", "/servers", "/account", "/static/app.css"):
+        response = client.get(path)
+        csp = response.headers["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+        assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'", path
+        assert directives["frame-ancestors"] == "'none'" and "unsafe" not in csp, path
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+        response.close()
+
+
+def test_no_template_carries_inline_script_style_or_handlers():
+    """The CSP refuses them; a template that had one would break in the browser, so none may."""
+    import re
+    from pathlib import Path
+
+    import intercity
+
+    pattern = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|<style\b|\sstyle=|\son[a-z]+=|hx-on|\bjs:", re.I)
+    templates = Path(intercity.__file__).parent / "templates"
+    found = [(path.name, match.group(0)) for path in templates.rglob("*.html")
+             for match in pattern.finditer(path.read_text())]
+    assert found == []
