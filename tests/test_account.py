@@ -10,7 +10,7 @@ from intercity.extensions import db
 from intercity.models import User, UserSession
 from tests.support.audit import entries
 from tests.support.builders import PASSWORD, make_user
-from tests.support.sessions import log_in
+from tests.support.sessions import client_for as _client
 
 NEW_PASSWORD = "another long passphrase"
 
@@ -18,13 +18,6 @@ NEW_PASSWORD = "another long passphrase"
 @pytest.fixture
 def web(make_app, mailbox):
     return make_app()
-
-
-def _client(web, user=None):
-    client = web.test_client()
-    if user is not None:
-        log_in(client, user)
-    return client
 
 
 def _login(web, email, password=PASSWORD):

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from intercity.extensions import db
 from intercity.models import AuditEntry, User, UserSession
 from tests.support.audit import entries, only
-from tests.support.builders import PASSWORD, make_user
+from tests.support.builders import PASSWORD
 
 
 @pytest.fixture

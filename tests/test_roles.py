@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from intercity.extensions import db
 from intercity.models import AuditEntry, DeployKey, Domain, EnvVar
-from tests.support.sessions import log_in
+from tests.support.sessions import client_for
 from tests.support.builders import make_app, make_server, make_user
 from tests.support.panel import ED25519, SECRETS, finish_operation
 from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
@@ -122,10 +122,7 @@ def web(make_app):
 
 def _client(app, user=None):
     """A browser of its own; logged in by session (the password login is tested in test_foundation.py)."""
-    client = app.test_client()
-    if user is not None:
-        log_in(client, user)
-    return client
+    return client_for(app, user)
 
 
 def _deactivated_client(app, user):

@@ -13,7 +13,7 @@ from intercity.models import Invitation, User, UserSession
 from intercity.models.base import utcnow
 from tests.support.audit import entries
 from tests.support.builders import PASSWORD, make_user
-from tests.support.sessions import log_in
+from tests.support.sessions import client_for as _client
 
 NEW_PASSWORD = "a fresh long passphrase"
 
@@ -25,13 +25,6 @@ def web(make_app, mailbox):
 
 def _wait_for_mail(web):
     web.extensions["intercity_jobs"].wait_idle()
-
-
-def _client(web, user=None):
-    client = web.test_client()
-    if user is not None:
-        log_in(client, user)
-    return client
 
 
 def _invite(web, admin_client, email="newcomer@example.com", role="member"):

@@ -14,3 +14,11 @@ def log_in(client, user, remember: bool = False) -> str:
         session["_user_id"] = user.session_token
         session["_fresh"] = True
     return user.session_token
+
+
+def client_for(app, user=None):
+    """A browser of its own on `app`, logged in as `user` when one is given."""
+    client = app.test_client()
+    if user is not None:
+        log_in(client, user)
+    return client
