@@ -160,6 +160,9 @@ def _error_page(code: int, title: str):
         if code == 500:
             db.session.rollback()
         message = getattr(error, "description", None) if code == 400 else None
+        if code == 429 and request.endpoint == "auth.login":
+            message = ("Too many failed logins for this account or from this address. "
+                       "Wait a quarter of an hour, then try again.")
         return render_template("error.html", code=code, title=title, message=message or messages[code]), code
 
     return handler

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -152,7 +153,6 @@ def test_each_login_is_a_session_the_server_knows_and_last_seen_is_written_once_
     client.get("/servers")
     db.session.expire_all()
     assert db.session.get(UserSession, row.id).last_seen_at == first_seen  # less than a minute: no write
-    from datetime import timedelta
 
     row.last_seen_at = first_seen - timedelta(minutes=2)
     db.session.commit()
@@ -187,3 +187,15 @@ def test_no_template_carries_inline_script_style_or_handlers():
     found = [(path.name, match.group(0)) for path in templates.rglob("*.html")
              for match in pattern.finditer(path.read_text())]
     assert found == []
+
+
+@pytest.mark.parametrize("remember, age", [(False, "PERMANENT_SESSION_LIFETIME"), (True, "REMEMBER_COOKIE_DURATION")])
+def test_a_session_older_than_its_cookie_may_live_is_refused(web, client, member, remember, age):
+    _login(client, member.email, remember=remember)
+    assert client.get("/servers").status_code == 200
+    db.session.rollback()
+    row = db.session.scalar(select(UserSession))
+    row.created_at = row.created_at - web.config[age] - timedelta(seconds=1)
+    db.session.commit()
+    copy = _copy(web, client, "remember_token" if remember else "session")
+    assert copy.get("/servers").status_code == 302

@@ -36,6 +36,8 @@ def test_an_account_under_attack_is_throttled_everywhere_and_others_are_not(limi
     assert [_post(client, alice.email, "wrong password") for _ in range(3)] == [401] * 3
     # the right password for alice, even from elsewhere, waits out the account's limit
     assert _post(web.test_client(), alice.email, PASSWORD, addr="198.51.100.9") == 429
+    refused = web.test_client().post("/login", data={"email": alice.email, "password": PASSWORD})
+    assert "Too many failed logins" in refused.get_data(as_text=True)
     # bob, from the attacker's own address, still logs in
     assert _post(web.test_client(), bob.email, PASSWORD) == 302
 
