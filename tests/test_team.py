@@ -81,6 +81,8 @@ def test_an_invitation_is_mailed_and_its_link_makes_an_account_once(web, mailbox
     seen = {(e.action, e.category) for e in entries()}
     assert {("user.invited", "security"), ("user.created", "team"), ("invitation.accepted", "team"),
             ("user.login", "team")} <= seen
+    token = url.rsplit("/", 1)[1]
+    assert not [e for e in entries() if token in e.diff or invitation.token_hash in e.diff]
     created = entries(action="user.created")[-1]
     assert created.actor_email == "newcomer@example.com"
     assert entries(action="user.invited")[-1].actor_email == admin.email
