@@ -114,7 +114,8 @@ def init_app(app) -> None:
             return None
         if first_run():
             return redirect(url_for("setup.setup"))
-        if current_user.is_authenticated and sessions.touch(current_user.current_session):
+        row = current_user.current_session if current_user.is_authenticated else None
+        if row is not None and sessions.touch(row):
             db.session.commit()  # nothing else has been written in this request yet
         return None
 

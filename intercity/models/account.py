@@ -17,6 +17,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_BROWSERS = (("Firefox", "Firefox"), ("Edg", "Edge"), ("Chrome", "Chrome"), ("Safari", "Safari"), ("curl", "curl"))
+# iPhone before Mac OS X and Android before Linux: their agents name both.
+_SYSTEMS = (("Windows", "Windows"), ("iPhone", "iPhone"), ("Mac OS X", "macOS"), ("Android", "Android"),
+            ("Linux", "Linux"))
+
+
 class UserSession(db.Model):
     """One login: both cookies name it, and ending it here logs out every copy of them (not audited)."""
 
@@ -38,19 +44,12 @@ class UserSession(db.Model):
 
     @property
     def device(self) -> str:
-        from werkzeug.user_agent import UserAgent
-
+        """A person's words for the browser and system this session runs on ("Firefox on Linux")."""
         agent = self.user_agent or ""
-        for name in ("Firefox", "Edg", "Chrome", "Safari", "curl"):
-            if name in agent:
-                browser = {"Edg": "Edge"}.get(name, name)
-                break
-        else:
-            browser = UserAgent(agent).string[:40] or "Unknown browser"
-        for name in ("Windows", "Mac OS X", "Android", "iPhone", "Linux"):
-            if name in agent:
-                return f"{browser} on {name.replace('Mac OS X', 'macOS')}"
-        return browser
+        # Order matters: Edge's agent also names Chrome and Safari, Chrome's names Safari.
+        browser = next((label for needle, label in _BROWSERS if needle in agent), agent[:40] or "Unknown browser")
+        system = next((label for needle, label in _SYSTEMS if needle in agent), None)
+        return f"{browser} on {system}" if system else browser
 
 
 def _classify_invitation(invitation: "Invitation", verb: str, diff: dict):
