@@ -79,6 +79,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         raise ConfigError("INTERCITY_ENCRYPTION_KEY must be at least 32 characters long.")
 
     redis_url = os.environ.get("REDIS_URL") or None
+    base_url = os.environ.get("INTERCITY_BASE_URL", "http://127.0.0.1:5000")
+    # Cookies only travel encrypted once the panel is served over HTTPS (and always in production).
+    secure_cookies = env == "production" or base_url.lower().startswith("https://")
     config = {
         "INTERCITY_ENV": env,
         "SECRET_KEY": secret_key,
@@ -93,12 +96,21 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
         "MAIL_USE_TLS": _flag("MAIL_USE_TLS", False),
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "intercity@localhost"),
-        "INTERCITY_BASE_URL": os.environ.get("INTERCITY_BASE_URL", "http://127.0.0.1:5000"),
+        "INTERCITY_BASE_URL": base_url,
+        # How many proxies in front of the panel may set X-Forwarded-For (the client address that
+        # login throttling and the audit log see); 0 trusts none.
+        "INTERCITY_TRUSTED_PROXIES": _int("INTERCITY_TRUSTED_PROXIES", 0),
+        # Failed logins allowed before further attempts are refused for a while.
+        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("INTERCITY_LOGIN_LIMIT_PER_ACCOUNT", "10 per 15 minutes"),
+        "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("INTERCITY_LOGIN_LIMIT_PER_ADDRESS", "30 per 5 minutes"),
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int("INTERCITY_SESSION_HOURS", 12)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": env == "production",
+        "SESSION_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_DURATION": timedelta(days=14),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": secure_cookies,
         "WTF_CSRF_TIME_LIMIT": None,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         # Dokku layer: how long to wait for a server, and how often to retry a flaky network.

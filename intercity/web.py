@@ -15,6 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from intercity.audit.categories import LABELS as CATEGORY_LABELS
 from intercity.extensions import db, login_manager
 
+# The vendored scripts and styles and nothing inline: an injected <script>, style or on* attribute does not run.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
 # Reachable before the first admin exists.
 OPEN_ENDPOINTS = {"static", "setup.setup", "health.healthz"}
 
@@ -62,7 +66,8 @@ htmx = Htmx()
 
 # htmx 2's responseHandling, first match wins: see base.html. Error answers to htmx requests are the
 # fragment _partials/_error.html (web._error_page), shown in #flashes whatever region asked.
-HTMX_CONFIG = json.dumps({"responseHandling": [
+# htmx would inject a style element for its indicators, which the CSP refuses: app.css has them instead.
+HTMX_CONFIG = json.dumps({"includeIndicatorStyles": False, "responseHandling": [
     {"code": "204", "swap": False},
     {"code": "[23]..", "swap": True},
     {"code": "422", "swap": True},
@@ -119,12 +124,24 @@ def _exact(value: datetime | None) -> str:
 
 
 def init_app(app) -> None:
-    from intercity.models import User
+    proxies = app.config.get("INTERCITY_TRUSTED_PROXIES") or 0
+    if proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only the addresses the trusted proxies appended count: anything a client wrote itself
+        # into X-Forwarded-For sits further left and is ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
+
+    from intercity.services import sessions
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        user = db.session.get(User, int(user_id))
-        return user if user and user.active else None
+    def load_user(token: str):
+        # Both cookies carry a server-known session's token; an ended session logs nobody in.
+        row = sessions.lookup(token)
+        if row is None:
+            return None
+        row.user.session_token, row.user.current_session = token, row
+        return row.user
 
     @app.before_request
     def _before():
@@ -133,6 +150,9 @@ def init_app(app) -> None:
             return None
         if first_run():
             return redirect(url_for("setup.setup"))
+        row = current_user.current_session if current_user.is_authenticated else None
+        if row is not None and sessions.touch(row):
+            db.session.commit()  # nothing else has been written in this request yet
         return None
 
     @app.after_request
@@ -141,10 +161,7 @@ def init_app(app) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-        )
+        response.headers.setdefault("Content-Security-Policy", CSP)
         if request.endpoint and request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -182,6 +199,9 @@ def _error_page(code: int, title: str):
         if code == 500:
             db.session.rollback()
         message = getattr(error, "description", None) if code == 400 else None
+        if code == 429 and request.endpoint == "auth.login":
+            message = ("Too many failed logins for this account or from this address. "
+                       "Wait a quarter of an hour, then try again.")
         return error_response(code, title, message or messages[code])
 
     return handler

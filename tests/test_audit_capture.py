@@ -53,7 +53,8 @@ def test_user_created_updated_deleted(app):
 
     user.role = "admin"
     db.session.commit()
-    assert diff(only("user.updated")) == {"role": ["member", "admin"]}
+    changed = only("user.role_changed")
+    assert diff(changed) == {"role": ["member", "admin"]} and changed.category == "security"
 
     user_id = user.id
     db.session.delete(user)
@@ -68,7 +69,7 @@ def test_a_password_change_alone_is_an_entry_without_the_hash(app):
     old_hash = user.password_hash
     user.set_password("another long password")
     db.session.commit()
-    entry = only("user.updated")
+    entry = only("user.password_changed")
     assert entry.category == "security"
     assert diff(entry) == {"password_hash": ["[redacted]", "[redacted]"]}
     assert old_hash not in entry.diff and user.password_hash not in entry.diff
@@ -582,6 +583,10 @@ def test_the_cli_records_cli_and_the_os_user(app, runner):
 
 def test_every_operation_kind_has_a_known_category():
     assert {kind.category for kind in KINDS.values()} <= set(CATEGORIES)
+    # failed logins are security; logging in and out is the team's everyday life
+    assert {category_of(a) for a in ("user.login_failed", "user.login_failures_repeated",
+                                     "server.host_key_mismatch")} == {"security"}
+    assert {category_of(a) for a in ("user.login", "user.logout")} == {"team"}
 
 
 def test_record_event_writes_an_entry_with_its_declared_category(app):

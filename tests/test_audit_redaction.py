@@ -96,7 +96,7 @@ def test_secrets_reach_no_audit_column_in_clear_or_encoded(app, client):
 
     # the changes were all recorded, so the search below has something to search
     recorded = {e.action for e in entries()}
-    assert {"user.created", "user.updated", "user.login_failed", "server.created", "server.key_regenerated",
+    assert {"user.created", "user.password_changed", "user.login_failed", "server.created", "server.key_regenerated",
             "env_var.created", "env_var.updated", "env_var.deleted", "deploy_key.created",
             "deploy_key.deleted", "server.deleted"} <= recorded
     cells = every_cell()

@@ -32,7 +32,7 @@ def test_create_user_with_a_role_and_prompted_password(runner):
 
 def test_create_user_refuses_bad_input_without_a_traceback(runner, member):
     short = runner.invoke(args=["create-user", "--email", "x@example.com", "--password-stdin"], input="short\n")
-    assert short.exit_code != 0 and "at least 10 characters" in short.output
+    assert short.exit_code != 0 and "at least 12 characters" in short.output
     taken = runner.invoke(args=["create-user", "--email", member.email, "--password-stdin"],
                           input="a long enough password\n")
     assert taken.exit_code != 0 and "already has an account" in taken.output

@@ -39,7 +39,7 @@ def test_setup_form_errors_sit_next_to_the_field_and_keep_input(client):
     response = client.post("/setup", data={"email": "founder@example.com", "password": "short", "confirm": "short"})
     body = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "at least 10 characters" in body
+    assert "at least 12 characters" in body
     assert 'value="founder@example.com"' in body
     assert db.session.scalar(select(User)) is None
 

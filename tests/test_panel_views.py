@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from intercity.extensions import db
 from intercity.models import App, DeployKey, Domain, EnvVar, Operation, Server
+from tests.support.sessions import log_in
 from tests.support.builders import make_app, make_server
 from tests.support.panel import ED25519, actions, entries, finish_operation, operations
 from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
@@ -724,8 +725,7 @@ def test_csrf_is_required_for_panel_forms(make_app, member):
         server = make_server()
         build_app(server, name="api")
         client = csrf_app.test_client()
-        with client.session_transaction() as session:
-            session["_user_id"] = str(member.id)
+        log_in(client, member)
         assert client.post(f"/servers/{server.id}/apps/api/restart").status_code == 400
         assert operations() == []
 

@@ -1,4 +1,4 @@
-"""Every route of the URL map, for anonymous people, viewers, members and admins; and a secret probe of every page.
+"""Every route of the URL map, for anonymous, viewer, member, admin and deactivated people; and a secret probe of every page.
 
 The routes are read from the app's URL map when the tests are collected, so a route added later is
 checked without anyone editing this file. A route's role comes from `require_role` (the
@@ -15,19 +15,22 @@ from sqlalchemy import select
 
 from intercity.extensions import db
 from intercity.models import AuditEntry, DeployKey, Domain, EnvVar, OutboxMessage
-from tests.support.builders import make_app, make_server
+from tests.support.builders import make_app, make_server, make_user
 from tests.support.panel import ED25519, SECRETS, finish_operation, needles
+from tests.support.sessions import client_for
 from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
 
 pytestmark = pytest.mark.usefixtures("no_worker")
 
 ROLES = ("viewer", "member", "admin")
-# Reachable without logging in (the first-run page, the health check, the login form).
-OPEN = {"setup.setup", "health.healthz", "auth.login", "account.unsubscribe"}
-# POSTs every logged-in person may send: they change only their own session.
-SELF_SERVICE_POSTS = {"auth.logout", "account.notifications_update"}
+# Reachable without logging in (the first-run page, the health check, the login form, and the links
+# mailed to an invitee, a new address or a digest's reader, whose token is the proof).
+OPEN = {"setup.setup", "health.healthz", "auth.login", "team.accept", "account.confirm_email", "account.unsubscribe"}
+# POSTs every logged-in person may send: they change only their own session or account.
+SELF_SERVICE_POSTS = {"auth.logout", "account.change_password", "account.change_email", "account.end_session",
+                      "account.notifications_update"}
 # What the panel's own routes need; the behaviour test below holds every route to its declared role,
-# this table holds the declarations themselves (viewers read, members manage apps, admins servers).
+# this table holds the declarations (viewers read, members manage apps, admins servers and the team).
 PANEL_ROLES = {
     "servers.index": "viewer", "servers.show": "viewer", "servers.deploy_keys": "viewer",
     "servers.new": "admin", "servers.check": "admin", "servers.accept_host_key": "admin", "servers.remove": "admin",
@@ -39,9 +42,12 @@ PANEL_ROLES = {
     "apps.remove_env": "member", "apps.reveal_env": "member", "apps.add_domain": "member",
     "apps.remove_domain": "member",
     "operations.show": "viewer", "operations.retry": "member",
-    "account.show": "viewer", "account.notifications_update": "viewer",
+    "account.show": "viewer", "account.notifications_update": "viewer", "account.change_password": "viewer",
+    "account.change_email": "viewer", "account.end_session": "viewer",
     "settings.show": "admin", "settings.test_mail": "admin", "settings.message_status": "admin",
     "settings.add_target": "admin", "settings.remove_target": "admin", "settings.retry_message": "admin",
+    "team.index": "admin", "team.invite": "admin", "team.revoke": "admin", "team.change_role": "admin",
+    "team.deactivate": "admin", "team.reactivate": "admin",
 }
 
 
@@ -67,6 +73,11 @@ ROUTES = _collect_routes()
 @pytest.fixture
 def world(app, admin, member, viewer):
     """One of everything, with distinctive secret values, and the URL arguments that reach each."""
+    from intercity.services import team
+
+    deactivated = make_user("member", email="gone@example.com", active=False)
+    invitation = team.invite(admin, "newcomer@example.com", "viewer")
+    db.session.commit()
     server = make_server(name="prod-1", remote_keys=([
         {"name": "default", "fingerprint": "SHA256:" + "d" * 43, "public_key": None}]))
     app_row = make_app(server, name="api")
@@ -99,9 +110,11 @@ def world(app, admin, member, viewer):
     db.session.commit()
     return {
         "users": {"admin": admin, "member": member, "viewer": viewer},
+        "deactivated": deactivated,
         "args": {"server_id": server.id, "name": "api", "key": "API_TOKEN", "domain_id": domain.id,
                  "key_id": key.id, "operation_id": op.id, "entry_id": entry.id, "target_id": target.id,
-                 "message_id": message.id, "token": unsubscribe_token(viewer)},
+                 "message_id": message.id, "token": unsubscribe_token(viewer), "user_id": member.id,
+                 "invitation_id": invitation.id, "session_id": 10**6},
     }
 
 
@@ -122,11 +135,18 @@ def web(make_app):
 
 def _client(app, user=None):
     """A browser of its own; logged in by session (the password login is tested in test_foundation.py)."""
+    return client_for(app, user)
+
+
+def _deactivated_client(app, user):
+    """A browser whose session was opened while `user` was active."""
+    from intercity.services import sessions
+
+    sessions.start(user)
+    db.session.commit()
     client = app.test_client()
-    if user is not None:
-        with client.session_transaction() as session:
-            session["_user_id"] = str(user.id)
-            session["_fresh"] = True
+    with client.session_transaction() as session:
+        session["_user_id"] = user.session_token
     return client
 
 
@@ -151,9 +171,10 @@ def test_route_roles(app, web, world, endpoint, rule, method, required):
         assert required in ("member", "admin"), f"POST {rule} must need at least the member role"
     if endpoint in OPEN:
         return
-    # anonymous: to the login page
-    response = call(_client(web))
-    assert response.status_code == 302 and "/login" in response.headers["Location"], (rule, response.status_code)
+    # anonymous, and a deactivated person whose session was open: to the login page
+    for client in (_client(web), _deactivated_client(web, world["deactivated"])):
+        response = call(client)
+        assert response.status_code == 302 and "/login" in response.headers["Location"], (rule, response.status_code)
     needed = ROLES.index(required or "viewer")
     for role in ROLES:
         response = call(_client(web, world["users"][role]))

@@ -225,6 +225,24 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" logged out")]
         case "user.login_failed":
             return [Part(" failed to log in as "), label]
+        case "user.login_failures_repeated":
+            count = _event_detail(changes, "failures") or "several"
+            minutes = _event_detail(changes, "minutes") or "15"
+            return [Part(f" failed to log in {count} times within {minutes} minutes as "), label]
+        case "user.session_ended":
+            device = _event_detail(changes, "device")
+            return [Part(" ended a session of "), label, *([Part(f" ({device})")] if device else [])]
+        case "user.invited":
+            role = _new(changes, "role")
+            return [Part(" invited "), label, *([Part(f" as {role}")] if role else [])]
+        case "invitation.accepted":
+            return [Part(" accepted the invitation for "), label]
+        case "invitation.revoked":
+            return [Part(" withdrew the invitation for "), label]
+        case "user.role_changed" | "user.deactivated" | "user.reactivated" | "user.email_changed":
+            return _user_update(entry, changes)
+        case "user.password_changed":
+            return [Part(" changed the password of "), label]
         case "audit.exported":
             fmt = (_event_detail(changes, "format") or "").upper() or "a file"
             scope = _event_detail(changes, "filter")

@@ -2,7 +2,8 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import account, apps, audit, auth, health, home, operations, servers, settings, setup
+    from intercity.blueprints import (account, apps, audit, auth, health, home, operations, servers, settings, setup,
+                                      team)
 
-    for module in (auth, health, home, setup, servers, apps, operations, audit, account, settings):
+    for module in (auth, health, home, setup, servers, apps, operations, audit, team, account, settings):
         app.register_blueprint(module.bp)

@@ -1,19 +1,35 @@
-"""A person's own account: notification preferences, and the digest's unsubscribe link (which needs no login)."""
+"""A person's own account (/account): sessions, email, password, notification preferences and their
+recent activity; and the digest's unsubscribe link (which needs no login)."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, RadioField
+from wtforms import BooleanField, EmailField, PasswordField, RadioField
 from wtforms.fields.choices import SelectChoice
+from wtforms.validators import EqualTo, InputRequired
 
+from intercity.audit import timeline
 from intercity.audit.actor import Actor, acting_as
 from intercity.blueprints.panel_support import attempt
 from intercity.extensions import db
 from intercity.models.notification import FREQUENCIES
-from intercity.services import notifications
+from intercity.services import account, notifications, sessions
+from intercity.validation import ValidationError
 
 bp = Blueprint("account", __name__)
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[InputRequired("Enter your current password.")])
+    new_password = PasswordField("New password", validators=[InputRequired("Choose a new password.")])
+    confirm = PasswordField("Repeat the new password",
+                            validators=[InputRequired(), EqualTo("new_password", "The passwords differ.")])
+
+
+class EmailForm(FlaskForm):
+    new_email = EmailField("New email address", validators=[InputRequired("Enter the new address.")])
+    email_password = PasswordField("Current password", validators=[InputRequired("Enter your current password.")])
 
 
 class NotificationsForm(FlaskForm):
@@ -21,6 +37,10 @@ class NotificationsForm(FlaskForm):
                                   choices=[SelectChoice(f, notifications.FREQUENCY_NAMES[f]) for f in FREQUENCIES])
     security_alerts = BooleanField("Security alerts at once (deploy keys, env vars, host keys, users)",
                                    id="security-alerts")
+
+
+class ConfirmEmailForm(FlaskForm):
+    pass
 
 
 class UnsubscribeForm(FlaskForm):
@@ -36,10 +56,47 @@ def _notifications_form(formdata=None) -> NotificationsForm:
     return NotificationsForm(formdata=formdata, data={"digest_frequency": frequency, "security_alerts": alerts})
 
 
+def _page(password_form=None, email_form=None, notifications_form=None, status=200):
+    user = _user()
+    return render_template(
+        "account/show.html", password_form=password_form or PasswordForm(), email_form=email_form or EmailForm(),
+        notifications_form=notifications_form or _notifications_form(),
+        user_sessions=sessions.active(user), this_session=user.current_session,
+        activity=timeline.rows(account.recent_activity(user)),
+    ), status
+
+
 @bp.get("/account")
 @login_required
 def show():
-    return render_template("account/show.html", notifications_form=_notifications_form())
+    return _page()
+
+
+@bp.post("/account/password")
+@login_required
+def change_password():
+    form = PasswordForm()
+    if form.validate_on_submit():
+        ended, error = attempt(lambda: account.change_password(_user(), form.current_password.data,
+                                                               form.new_password.data), form, "new_password")
+        if error is None:
+            others = f" and {ended} other session{'s' if ended != 1 else ''} ended" if ended else ""
+            flash(f"Your password is changed{others}.", "success")
+            return redirect(url_for(".show"), code=303)
+    return _page(password_form=form, status=422)
+
+
+@bp.post("/account/email")
+@login_required
+def change_email():
+    form = EmailForm()
+    if form.validate_on_submit():
+        new_email, error = attempt(lambda: account.request_email_change(_user(), form.email_password.data,
+                                                                        form.new_email.data), form, "new_email")
+        if error is None:
+            flash(f"We sent a link to {new_email}. Your address changes when you follow it.", "success")
+            return redirect(url_for(".show"), code=303)
+    return _page(email_form=form, status=422)
 
 
 @bp.post("/account/notifications")
@@ -52,7 +109,39 @@ def notifications_update():
         if error is None:
             flash("Notification preferences saved.", "success")
             return redirect(url_for(".show"), code=303)
-    return render_template("account/show.html", notifications_form=form), 422
+    return _page(notifications_form=form, status=422)
+
+
+@bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email(token: str):
+    """The link mailed to the new address: a button confirms (mail scanners that follow links change nothing)."""
+    try:
+        user, new_email = account.pending_email_change(token)
+    except ValidationError as error:
+        db.session.rollback()
+        return render_template("account/confirm_email.html", problem=error.message, form=None), 410
+    form = ConfirmEmailForm()
+    if request.method == "POST" and form.validate_on_submit():
+        user, error = attempt(lambda: account.confirm_email_change(token))
+        if error is not None:
+            return render_template("account/confirm_email.html", problem=error.message, form=None), 410
+        flash(f"Your account now uses {user.email}.", "success")
+        return redirect(url_for(".show") if current_user.is_authenticated else url_for("auth.login"), code=303)
+    return render_template("account/confirm_email.html", problem=None, form=form, new_email=new_email, user=user)
+
+
+@bp.post("/account/sessions/<int:session_id>/end")
+@login_required
+def end_session(session_id: int):
+    row = account.end_session(_user(), session_id)
+    if row is None:
+        flash("That session had already ended.", "info")
+        return redirect(url_for(".show"), code=303)
+    db.session.commit()
+    if row.id == getattr(_user().current_session, "id", None):
+        return redirect(url_for("auth.login"), code=303)
+    flash(f"The session on {row.device} has ended.", "success")
+    return redirect(url_for(".show"), code=303)
 
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])

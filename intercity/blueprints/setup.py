@@ -1,12 +1,12 @@
 """First run: create the first admin, then this page is gone."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, session, url_for
-from flask_login import login_user
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import EqualTo, InputRequired
 
+from intercity.blueprints.auth import start_session
 from intercity.extensions import db
 from intercity.services import users
 from intercity.validation import ValidationError
@@ -37,9 +37,7 @@ def setup():
                 db.session.rollback()
                 abort(404)
             db.session.commit()
-            session.clear()
-            login_user(admin)
-            session.permanent = True
+            start_session(admin)
             flash(f"Welcome. You are the first admin, {admin.email}. Add a server to begin.", "success")
             return redirect(url_for("home.index"))
     return render_template("setup/setup.html", form=form)

@@ -118,7 +118,7 @@ class InProcessRunner:
         self.started = False
         self.closed = False
 
-    def submit(self, scope: str) -> None:
+    def submit(self, scope) -> None:
         self.scopes.put(scope)
         self.ensure_running()
 

@@ -6,9 +6,11 @@ from intercity.models.operation import Operation, CommandRun
 from intercity.models.audit import AuditEntry, AuditCheckpoint
 from intercity.models.notification import (NotificationPreference, NotificationTarget, NotifyCursor, NotifyThrottle,
                                            OutboxMessage)
+from intercity.models.account import Invitation, UserSession
 
 __all__ = [
     "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
     "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
     "NotificationPreference", "NotificationTarget", "NotifyCursor", "NotifyThrottle", "OutboxMessage",
+    "Invitation", "UserSession",
 ]

@@ -7,7 +7,7 @@ from argon2 import PasswordHasher
 from flask import current_app, has_app_context
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask_login import UserMixin
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from intercity.audit.rules import AuditRule, Scope
@@ -33,6 +33,29 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     return _dummy_hashes[id(hasher)]
 
 
+# Which change of a user is which action, most telling first: roles and access are security,
+# the rest of an account's life is team.
+_USER_UPDATES = (
+    ("role", "user.role_changed", "security"),
+    ("active", None, "security"),
+    ("password_hash", "user.password_changed", "security"),
+    ("email", "user.email_changed", "team"),
+)
+
+
+def _classify_user(user: "User", verb: str, diff: dict):
+    if verb == "created":
+        return "user.created", "team"
+    if verb == "deleted":
+        return "user.deleted", "security"
+    for field, action, category in _USER_UPDATES:
+        if field in diff:
+            if field == "active":
+                action = "user.reactivated" if diff["active"][1] else "user.deactivated"
+            return action, category
+    return "user.updated", "security"
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (NEVER_REUSE_IDS,)
@@ -41,7 +64,9 @@ class User(UserMixin, db.Model):
         label=lambda u: u.email,
         scope=lambda u: Scope(),
         secret=frozenset({"password_hash"}),
-        ignore=frozenset({"created_at", "updated_at", "last_login_at"}),
+        ignore=frozenset({"created_at", "updated_at", "last_login_at", "failed_logins", "failed_logins_since",
+                          "failures_alerted_at"}),
+        classify=_classify_user,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,6 +78,13 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Failed logins in the current 15-minute window, and when the last alert about them was written.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_logins_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failures_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The server-known session this object was loaded through (Flask-Login's id is its token).
+    session_token = None
+    current_session = None
 
     @staticmethod
     def normalise_email(email: str) -> str:
@@ -75,6 +107,11 @@ class User(UserMixin, db.Model):
             hasher.verify(_dummy_hash(hasher), password + "x")
         except VerificationError:
             pass
+
+    def get_id(self) -> str | None:
+        # The session and remember cookies carry the server-known session's token, not the user id,
+        # so ending that session on the server ends every copy of either cookie.
+        return self.session_token
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
