@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from intercity import crypto
 from intercity.audit.actor import Actor, acting_as
 from intercity.audit.capture import UnauditedChange, record_event
-from intercity.audit.categories import CATEGORIES
+from intercity.audit.categories import CATEGORIES, category_of
 from intercity.extensions import db
 from intercity.jobs.kinds import KINDS
 from intercity.models import App, AuditEntry, DeployKey, Domain, EnvVar, Operation, Server, User

@@ -45,6 +45,9 @@ def test_a_json_webhook_target_gets_alerts_and_failures_and_never_shows_its_toke
     added = [e for e in entries() if e.action == "notification_target.added"]
     assert len(added) == 1 and added[0].target_label == "json" and TOKEN not in added[0].diff
     assert "hooks" not in added[0].diff and str(webhook.port) not in added[0].diff
+    # Adding a target is a security change: the new target hears of itself first.
+    settle(app)
+    assert webhook.wait_for(1)[0]["title"] == "[Intercity] Security alert: admin@example.com added notification target json"
 
     api = make_app(make_server(name="prod-1"), name="api")
     with acting(admin):
@@ -53,10 +56,10 @@ def test_a_json_webhook_target_gets_alerts_and_failures_and_never_shows_its_toke
         db.session.add(var)
         db.session.commit()
     settle(app)
-    payloads = webhook.wait_for(1)
-    assert webhook.paths[0] == f"/hooks/{TOKEN}"
-    assert payloads[0]["title"].startswith("[Intercity] Security alert: admin@example.com set API_TOKEN on api")
-    assert "https://panel.example.com/audit/" in payloads[0]["message"]
+    payloads = webhook.wait_for(2)
+    assert webhook.paths[1] == f"/hooks/{TOKEN}"
+    assert payloads[1]["title"].startswith("[Intercity] Security alert: admin@example.com set API_TOKEN on api")
+    assert "https://panel.example.com/audit/" in payloads[1]["message"]
     assert_no_secrets(webhook.bodies)
 
     # An operation that fails reaches a target that asked for failures (its outcome entry, as the worker writes it).
@@ -70,9 +73,9 @@ def test_a_json_webhook_target_gets_alerts_and_failures_and_never_shows_its_toke
                      diff={"status": ["running", "failed"], "reason": [None, "Dokku could not restart api."]})
         db.session.commit()
     settle(app)
-    payloads = webhook.wait_for(2)
+    payloads = webhook.wait_for(3)
     assert any(p["title"].startswith("[Intercity] Failed:") for p in payloads)
-    assert len(payloads) == 2 and "Dokku could not restart api" not in payloads[0]["message"]
+    assert len(payloads) == 3 and "Dokku could not restart api" not in payloads[1]["message"]
     assert_no_secrets(webhook.bodies)
     assert any(r.name == "apprise" for r in caplog.records)
     for record in caplog.records:

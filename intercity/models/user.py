@@ -33,27 +33,25 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     return _dummy_hashes[id(hasher)]
 
 
-# Which change of a user is which action, most telling first: roles and access are security,
-# the rest of an account's life is team.
+# Which change of a user is which action, most telling first (roles and access before the rest).
 _USER_UPDATES = (
-    ("role", "user.role_changed", "security"),
-    ("active", None, "security"),
-    ("password_hash", "user.password_changed", "security"),
-    ("email", "user.email_changed", "team"),
+    ("role", "user.role_changed"),
+    ("active", None),
+    ("password_hash", "user.password_changed"),
+    ("email", "user.email_changed"),
 )
 
 
 def _classify_user(user: "User", verb: str, diff: dict):
-    if verb == "created":
-        return "user.created", "team"
-    if verb == "deleted":
-        return "user.deleted", "security"
-    for field, action, category in _USER_UPDATES:
+    # Each action's category is the category table's (intercity.audit.categories).
+    if verb in ("created", "deleted"):
+        return f"user.{verb}"
+    for field, action in _USER_UPDATES:
         if field in diff:
             if field == "active":
                 action = "user.reactivated" if diff["active"][1] else "user.deactivated"
-            return action, category
-    return "user.updated", "security"
+            return action
+    return "user.updated"
 
 
 class User(UserMixin, db.Model):
@@ -67,6 +65,8 @@ class User(UserMixin, db.Model):
         ignore=frozenset({"created_at", "updated_at", "last_login_at", "failed_logins", "failed_logins_since",
                           "failures_alerted_at"}),
         classify=_classify_user,
+        actions=("user.created", "user.deleted", "user.role_changed", "user.reactivated", "user.deactivated",
+                 "user.password_changed", "user.email_changed", "user.updated"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
