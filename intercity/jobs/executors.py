@@ -226,6 +226,50 @@ class OperationContext:
             self.warn(warning)
         return result
 
+    def run_then(self, first: Command, second: Command, *, store_second: bool = True) -> ssh.RunResult:
+        """`first`, then (if it succeeded) `second`, in one exec where that is safe; two execs otherwise.
+
+        Each part is recorded as a CommandRun of its own, the first as soon as it is known to have
+        succeeded (so a worker lost during the second still leaves it in the transcript).
+        """
+        pair = commands.then(first, second)
+        if pair is None:
+            self.run(first)
+            return self.run(second, store_stdout=store_second)
+        if self.connection is None:
+            self.connect()
+        if self.lock is not None and self.lock.lost:
+            raise LockLost("The worker lost its lock on this queue (Redis expired it), so it stopped before the "
+                           "next command. Retry to apply the current settings.")
+        db.session.commit()
+        self.redactor.add(*pair.secrets)
+        recorded = []
+
+        def on_first(result: ssh.RunResult) -> None:
+            self._record(first, result, True)
+            recorded.append(result)
+
+        failure: ssh.SshError | None = None
+        try:
+            first_result, second_result = self.connection.run_then(pair, on_first)
+        except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
+            failure, (first_result, second_result) = error, error.parts
+        if not recorded:
+            self._record(first, first_result, True)
+        if second_result is not None:
+            self._record(second, second_result, store_second)
+        if failure is not None:
+            raise failure
+        for command, result in ((first, first_result), (second, second_result)):
+            if result is None:
+                # The first failed, so the second never ran: the first's output says why.
+                raise OperationError(f"dokku {first.kind} failed, so dokku {second.kind} did not run.")
+            if result.exit_code is None:
+                raise OperationError(f"dokku {command.kind} {result.error}.")
+            for warning in parsers.check(command, result.exit_code, result.out, result.err):
+                self.warn(warning)
+        return second_result
+
     def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool) -> None:
         stdout = stored_stream(result.stdout, self.redactor)
         if not (store_stdout and self.declared.store_output) and result.stdout.total:
@@ -443,10 +487,12 @@ def env_apply(ctx: OperationContext) -> None:
         work += commands.config_set(name, to_set, restart=restart and not to_unset)
     if to_unset:
         work.append(commands.config_unset(name, to_unset, restart=restart))
-    for command in work:
+    for command in work[:-1]:
         ctx.run(command)
-    # Read back (never stored) and compare: Dokku writes integer-looking values as numbers.
-    stored = parsers.parse_config_export_json(ctx.run(commands.config_export_json(name), store_stdout=False).out)
+    # Read back (never stored) in the same exec as the last change, and compare: Dokku writes
+    # integer-looking values as numbers.
+    exported = ctx.run_then(work[-1], commands.config_export_json(name), store_second=False)
+    stored = parsers.parse_config_export_json(exported.out)
     for key in parsers.readback_mismatches(to_set, stored):
         if key not in stored:
             ctx.warn(f"Dokku does not list {key} after setting it.")
