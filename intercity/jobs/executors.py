@@ -204,14 +204,25 @@ class OperationContext:
 
     # -- running commands --
 
-    def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
+    def _ready(self, secrets: tuple[str, ...]) -> None:
+        """Before a command: connected, still holding the scope's lock, no transaction open, its secrets known."""
         if self.connection is None:
             self.connect()
         if self.lock is not None and self.lock.lost:
             raise LockLost("The worker lost its lock on this queue (Redis expired it), so it stopped before the "
                            "next command. Retry to apply the current settings.")
         db.session.commit()
-        self.redactor.add(*command.secrets)
+        self.redactor.add(*secrets)
+
+    def _check(self, command: Command, result: ssh.RunResult) -> None:
+        """What the command's output amounts to: a DokkuError raised, or warnings kept."""
+        if result.exit_code is None:
+            raise OperationError(f"dokku {command.kind} {result.error}.")
+        for warning in parsers.check(command, result.exit_code, result.out, result.err):
+            self.warn(warning)
+
+    def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
+        self._ready(command.secrets)
         failure: ssh.SshError | None = None
         try:
             result = self.connection.run(command)
@@ -220,10 +231,7 @@ class OperationContext:
         self._record(command, result, store_stdout)
         if failure is not None:
             raise failure
-        if result.exit_code is None:
-            raise OperationError(f"dokku {command.kind} {result.error}.")
-        for warning in parsers.check(command, result.exit_code, result.out, result.err):
-            self.warn(warning)
+        self._check(command, result)
         return result
 
     def run_then(self, first: Command, second: Command, *, store_second: bool = True) -> ssh.RunResult:
@@ -236,13 +244,7 @@ class OperationContext:
         if pair is None:
             self.run(first)
             return self.run(second, store_stdout=store_second)
-        if self.connection is None:
-            self.connect()
-        if self.lock is not None and self.lock.lost:
-            raise LockLost("The worker lost its lock on this queue (Redis expired it), so it stopped before the "
-                           "next command. Retry to apply the current settings.")
-        db.session.commit()
-        self.redactor.add(*pair.secrets)
+        self._ready(pair.secrets)
         recorded = []
 
         def on_first(result: ssh.RunResult) -> None:
@@ -260,14 +262,10 @@ class OperationContext:
             self._record(second, second_result, store_second)
         if failure is not None:
             raise failure
-        for command, result in ((first, first_result), (second, second_result)):
-            if result is None:
-                # The first failed, so the second never ran: the first's output says why.
-                raise OperationError(f"dokku {first.kind} failed, so dokku {second.kind} did not run.")
-            if result.exit_code is None:
-                raise OperationError(f"dokku {command.kind} {result.error}.")
-            for warning in parsers.check(command, result.exit_code, result.out, result.err):
-                self.warn(warning)
+        self._check(first, first_result)  # raises when the first failed: its output says why
+        if second_result is None:
+            raise OperationError(f"dokku {first.kind} failed, so dokku {second.kind} did not run.")
+        self._check(second, second_result)
         return second_result
 
     def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool) -> None:
