@@ -14,7 +14,7 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
 
     VERSION                   dokku version to emulate (default 0.38.27)
     apps/<app>/               one directory per app (like $DOKKU_ROOT/<app>)
-    apps/<app>/created-at     UNIX time, shown by apps:report
+    apps/<app>/created-at     UNIX time of apps:create
     apps/<app>/ENV            config, written exactly like godotenv.Write
     apps/<app>/VHOST          one domain per line (like Dokku's VHOST file)
     apps/<app>/DEPLOYED       marker: the app counts as deployed
@@ -796,7 +796,7 @@ def ucfirst(text: str) -> str:
 
 
 def run_report(ctx: Context, report_type: str, args: list[str], collect, *, legacy_keys: bool) -> None:
-    """apps:report, ps:report and (Go era) domains:report."""
+    """ps:report and (Go era) domains:report."""
     console = ctx.console
     output_format, info_flags, positional = "stdout", [], []
     i = 0
@@ -943,22 +943,6 @@ def cmd_apps_exists(ctx: Context, args: list[str]) -> None:
         ctx.console.fail("Please specify an app to run the command on")
     if not ctx.state.app_exists(app):
         ctx.console.fail(f"App {app} does not exist", 20)
-
-
-def _apps_report_flags(ctx: Context, app: str) -> dict[str, str]:
-    created = ctx.state.app_dir(app) / "created-at"
-    return {
-        "--app-created-at": created.read_text().strip() if created.exists() else "",
-        "--app-deploy-source": "git" if ctx.state.deployed(app) else "",
-        "--app-deploy-source-metadata": "",
-        "--app-dir": f"{DOKKU_HOME}/{app}",
-        "--app-global-disable-autocreation": "false",
-        "--app-locked": "false",
-    }
-
-
-def cmd_apps_report(ctx: Context, args: list[str]) -> None:
-    run_report(ctx, "app", args, lambda app: _apps_report_flags(ctx, app), legacy_keys=True)
 
 
 # ---- config ----
@@ -1552,7 +1536,6 @@ COMMANDS = {
     "apps:create": cmd_apps_create,
     "apps:destroy": cmd_apps_destroy,
     "apps:exists": cmd_apps_exists,
-    "apps:report": cmd_apps_report,
     "config:set": cmd_config_set,
     "config:unset": cmd_config_unset,
     "config:get": cmd_config_get,
