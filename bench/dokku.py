@@ -7,6 +7,10 @@
 3. Enqueue to first command on an idle worker: a real `python worker.py` on Redis, a SQLite
    database, `app.refresh` operations requested one after another; from the commit that
    enqueues to the start of the operation's first command (its SSH connection included).
+4. The real executor: 20 env vars changed and an `env.apply` requested as the service does, from
+   the enqueuing commit to the operation's end through the same worker (connection, encoded
+   `config:set` and the `config:export` read-back in one exec, transcripts, outcome entry), paired
+   with the intercity-next way in the same round (alternating which goes first). Target: 20x.
 
 Needs root (it starts sshd) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0).
 BENCH_DOKKU_REPEAT sets the number of rounds (default 3); medians are printed.
@@ -29,6 +33,7 @@ REPEAT = int(os.environ.get("BENCH_DOKKU_REPEAT", "3"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIABLES = 20
 TARGET_RATIO = 10.0
+EXECUTOR_TARGET = 20.0
 KEYS = {"SECRET_KEY": "bench-secret-key", "INTERCITY_ENCRYPTION_KEY": "bench-encryption-key-0123456789-abcdefghij"}
 
 
@@ -90,8 +95,9 @@ def many_commands(target) -> tuple[float, float]:
     return _median(one_connection), _median(connection_each)
 
 
-def enqueue_latency(sshd, workdir: Path) -> list[float]:
-    """Seconds from the enqueuing commit to the first command's start, one operation at a time."""
+def enqueue_latency(sshd, workdir: Path, target_for=None) -> tuple[list[float], list[tuple[float, float]]]:
+    """Seconds from the enqueuing commit to the first command's start, one operation at a time; then
+    (intercity-next way, real executor) seconds for 20 env vars, in pairs."""
     from flask_migrate import upgrade
     from sqlalchemy import select
 
@@ -120,6 +126,7 @@ def enqueue_latency(sshd, workdir: Path) -> list[float]:
         db.session.commit()
         sshd.authorize("root", server.public_key)
         target = db.session.scalar(select(App).where(App.name == "bench"))
+        ssh_target = target_for
         log = open(workdir / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
@@ -153,7 +160,8 @@ def enqueue_latency(sshd, workdir: Path) -> list[float]:
                                           .order_by(CommandRun.position).limit(1))
                 latencies.append((first - enqueued).total_seconds())
                 time.sleep(0.5)  # idle again
-            return latencies[1:]
+            pairs = executor_pairs(app, target, sshd, ssh_target) if ssh_target is not None else []
+            return latencies[1:], pairs
         finally:
             worker.terminate()
             worker.wait(15)
@@ -164,6 +172,77 @@ def enqueue_latency(sshd, workdir: Path) -> list[float]:
             Queue(queue, connection=Redis.from_url(REDIS_URL)).empty()
             db.session.remove()
             db.engine.dispose()
+
+
+def _wait_final(op_id: int):
+    from intercity.extensions import db
+    from intercity.models import Operation
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        db.session.commit()
+        db.session.expire_all()
+        done = db.session.get(Operation, op_id)
+        if done.status in ("succeeded", "failed"):
+            return done
+        time.sleep(0.01)
+    raise RuntimeError(f"operation {op_id} did not end within 120 s")
+
+
+def executor_pairs(app, target_app, sshd, ssh_target) -> list[tuple[float, float]]:
+    """(intercity-next way, real executor) seconds for the same 20 changes, REPEAT pairs after a warm-up."""
+    from sqlalchemy import select
+
+    from intercity.dokku import commands, parsers
+    from intercity.dokku.ssh import connect
+    from intercity.extensions import db
+    from intercity.models import App, EnvVar
+    from intercity.models.base import utcnow
+    from intercity.services.operations import request_operation
+
+    def intercity_next(values):
+        started = time.perf_counter()
+        for key, value in values.items():
+            with connect(ssh_target) as connection:
+                for command in commands.config_set("bench", {key: value}, restart=False):
+                    result = connection.run(command)
+                    parsers.check(command, result.exit_code, result.out, result.err)
+        return time.perf_counter() - started
+
+    def executor(values):
+        bench_app = db.session.get(App, target_app.id)
+        changed = []
+        for key, value in values.items():
+            var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == bench_app.id, EnvVar.key == key))
+            if var is None:
+                var = EnvVar(app=bench_app, key=key)
+                db.session.add(var)
+            var.value = value
+            changed.append(var)
+        db.session.flush()
+        op = request_operation("env.apply", server=bench_app.server, app=bench_app, applies=changed,
+                               payload={"set": list(values), "unset": [], "restart": False})
+        enqueued = utcnow()
+        db.session.commit()
+        done = _wait_final(op.id)
+        if done.status != "succeeded" or done.warning_list:
+            raise RuntimeError(f"env.apply: {done.status} {done.reason} {done.warning_list}")
+        return (done.finished_at - enqueued).total_seconds()
+
+    pairs = []
+    for round_ in range(REPEAT + 1):  # the first pair warms both up and is not counted
+        values = {f"VAR_{n:02d}": f"value {n} r{round_} 'quotes' $(no-shell) {os.urandom(8).hex()}"
+                  for n in range(VARIABLES)}
+        if round_ % 2:
+            panel = executor(values)
+            old = intercity_next(values)
+        else:
+            old = intercity_next(values)
+            panel = executor(values)
+        assert sshd.dokku.env("bench") == {key: value.encode() for key, value in values.items()}
+        pairs.append((old, panel))
+        time.sleep(0.3)
+    return pairs[1:]
 
 
 def main() -> None:
@@ -195,9 +274,18 @@ def main() -> None:
             print(f"  20 commands over one connection: {_ms(one)} ({_ms(one / 20)} each)")
             print(f"  20 commands, a connection each:  {_ms(each)} ({_ms(each / 20)} each); {each / one:.1f}x slower")
 
-            latencies = enqueue_latency(sshd, workdir)
+            print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            latencies, pairs = enqueue_latency(sshd, workdir, target)
             print(f"  enqueue -> first command on an idle worker: median {_ms(statistics.median(latencies))}, "
                   f"min {_ms(min(latencies))}, max {_ms(max(latencies))} (includes the SSH connection)")
+            ratios = [old / panel for old, panel in pairs]
+            print(f"  {VARIABLES} env vars, real executor (enqueue -> applied through worker.py, read-back included): "
+                  f"median {_ms(statistics.median(p for _, p in pairs))}; intercity-next way in the same rounds: "
+                  f"median {_ms(statistics.median(o for o, _ in pairs))}")
+            verdict = "OK" if statistics.median(ratios) >= EXECUTOR_TARGET else "MISSED"
+            print(f"  paired ratio: median {statistics.median(ratios):.1f}x, min {min(ratios):.1f}x, "
+                  f"max {max(ratios):.1f}x (target >= {EXECUTOR_TARGET:.0f}x) {verdict}")
+            print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def _ssh_version() -> str:

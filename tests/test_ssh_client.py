@@ -15,6 +15,7 @@ from intercity.dokku import commands, parsers
 from intercity.dokku.ssh import (AuthenticationFailed, CommandTimeout, Connection, DokkuUserRefused, HostKey,
                                  HostKeyMismatch, HostKeyNotVerified, Target, Unreachable, connect)
 from tests.support.operations import AWKWARD
+from tests.support.panel import ED25519
 from tests.support.ssh_fixtures import SUDO_USER, SUDO_USER_WITH_PASSWORD
 
 pytestmark = pytest.mark.ssh
@@ -311,3 +312,40 @@ def test_sudo_asking_for_a_password_fails_clearly(sshd, dokku, key_pair):
         with pytest.raises(parsers.SudoPasswordRequired, match="needs passwordless sudo for dokku"):
             parsers.check(commands.version(), result.exit_code, result.out, result.err)
     assert dokku.calls() == []
+
+
+# --- two commands in one exec ---------------------------------------------------------------------
+
+
+def test_a_change_and_its_read_back_share_one_exec_and_keep_their_own_output(dokku, conn):
+    dokku.create_app("web")
+    # a value that prints like a boundary cannot split the output: each pair has its own random token
+    values = {"A": "1", "FAKE": "intercity-boundary-0000\nintercity-boundary-0000"}
+    (change,) = commands.config_set("web", values, restart=False)
+    pair = commands.then(change, commands.config_export_json("web"))
+    dokku.clear_calls()
+    early = []
+    first, second = conn.run_then(pair, early.append)
+    assert [call["command"] for call in dokku.calls()] == ["config:set", "config:export"]
+    assert len(early) == 1 and early[0].exit_code == 0 and early[0].out == first.out
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert (first.out, first.err, second.err) == ("", "", "")  # --quiet, and the boundary lines are gone
+    assert parsers.parse_config_export_json(second.out) == values
+    assert first.started_at <= first.finished_at <= second.started_at <= second.finished_at
+
+
+def test_when_the_change_fails_the_read_back_does_not_run(dokku, conn):
+    dokku.create_app("web")
+    dokku.fail("config:set", exit_code=1, stderr=" !     something broke\n")
+    (change,) = commands.config_set("web", {"A": "1"}, restart=False)
+    dokku.clear_calls()
+    early = []
+    first, second = conn.run_then(commands.then(change, commands.config_export_json("web")), early.append)
+    assert second is None and early == []
+    assert (first.exit_code, first.err) == (1, " !     something broke\n")
+    assert [call["command"] for call in dokku.calls()] == ["config:set"]
+
+
+def test_a_pair_is_refused_where_it_cannot_be_safe():
+    key = commands.ssh_keys_add("alice", ED25519)  # reads its stdin
+    assert commands.then(key, commands.ssh_keys_list(True)) is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import shlex
 from dataclasses import dataclass
 
@@ -30,6 +31,42 @@ class Command:
         line = " ".join(shlex.quote(arg) for arg in self.argv)
         # -n: fail at once instead of waiting for a password nobody will type.
         return f"sudo -n {line}" if sudo else line
+
+
+@dataclass(frozen=True, kw_only=True)
+class Then:
+    """Two commands in one exec: `second` runs only if `first` succeeded, and a boundary line printed
+    on stdout and stderr between them tells their output apart (a random token per pair, so no
+    command's output can forge it). Each part's argv is quoted by its own builder."""
+
+    first: Command
+    second: Command
+    boundary: str
+
+    stdin = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.first.secrets + self.second.secrets
+
+    @property
+    def kind(self) -> str:
+        return self.first.kind
+
+    def remote_line(self, sudo: bool) -> str:
+        mark = shlex.quote(self.boundary)
+        return (f"{self.first.remote_line(sudo)} && {{ printf '%s\\n' {mark}; printf '%s\\n' {mark} >&2; "
+                f"{self.second.remote_line(sudo)}; }}")
+
+
+def then(first: Command, second: Command) -> Then | None:
+    """`first` then `second` in one exec, or None where that cannot be done safely (stdin, length)."""
+    if first.stdin is not None or second.stdin is not None:
+        return None
+    pair = Then(first=first, second=second, boundary=f"intercity-boundary-{secrets.token_hex(16)}")
+    if len(pair.remote_line(sudo=True).encode()) > MAX_COMMAND_LINE:
+        return None
+    return pair
 
 
 def _command(kind: str, *args: str, app: str | None = None, stdin: bytes | None = None) -> Command:

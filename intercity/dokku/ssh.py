@@ -18,7 +18,7 @@ from datetime import datetime
 
 import paramiko
 
-from intercity.dokku.commands import Command
+from intercity.dokku.commands import Command, Then
 from intercity.models.base import utcnow
 
 # How much of each stream is kept in memory: the start and the end (deploy errors come last).
@@ -353,7 +353,32 @@ class Connection:
 
     # -- running --
 
-    def run(self, command: Command | str, *, timeout: float | None = None) -> RunResult:
+    def run_then(self, pair: Then, on_first, *, timeout: float | None = None) -> tuple[RunResult, RunResult | None]:
+        """Run both parts of `pair` in one exec; each part's result as if it had run alone.
+
+        `on_first(result)` is called as soon as the first part is known to have succeeded (its
+        boundary arrived on both streams), while the second still runs. The second part's result
+        is None when the first failed (it never ran). CommandTimeout and ConnectionLost carry the
+        parts that arrived in `error.parts`.
+        """
+        marker = pair.boundary.encode() + b"\n"
+        seen: dict[str, datetime] = {}
+
+        def watch(stdout: Capture, stderr: Capture) -> None:
+            if "first" not in seen and stdout.omitted == 0 and stderr.omitted == 0 \
+                    and _cut(stdout.data, marker) and _cut(stderr.data, marker):
+                seen["first"] = utcnow()
+                on_first(_part(pair.first, stdout, stderr, marker, 0, 0, None, started_at, seen["first"]))
+
+        started_at = utcnow()
+        try:
+            whole = self.run(pair, timeout=timeout, _watch=watch)
+        except (CommandTimeout, ConnectionLost) as error:
+            error.parts = _split(pair, error.result, marker, seen.get("first"))
+            raise
+        return _split(pair, whole, marker, seen.get("first"))
+
+    def run(self, command: Command | Then | str, *, timeout: float | None = None, _watch=None) -> RunResult:
         """Run one command on a fresh channel without a PTY: separate streams, the real exit status.
 
         Raises CommandTimeout or ConnectionLost (each carrying what arrived so far); a non-zero exit
@@ -362,7 +387,7 @@ class Connection:
         if self.transport is None or not self.transport.is_active():
             raise ConnectionLost(f"The SSH connection to {self.target.host} is closed.")
         timeout = self.target.command_timeout if timeout is None else timeout
-        if isinstance(command, Command):
+        if isinstance(command, (Command, Then)):
             line, stdin = command.remote_line(sudo=self.target.sudo), command.stdin
         else:
             line, stdin = command, None
@@ -371,8 +396,8 @@ class Connection:
         deadline = time.monotonic() + timeout
 
         def result(exit_code=None, error=None) -> RunResult:
-            return RunResult(command if isinstance(command, Command) else None, line, exit_code, stdout, stderr,
-                             started, utcnow(), error)
+            return RunResult(command if isinstance(command, (Command, Then)) else None, line, exit_code, stdout,
+                             stderr, started, utcnow(), error)
 
         try:
             channel = self.transport.open_session(timeout=self.target.connect_timeout)
@@ -392,6 +417,8 @@ class Connection:
                     stdout.feed(channel.recv(65536))
                 while channel.recv_stderr_ready():
                     stderr.feed(channel.recv_stderr(65536))
+                if _watch is not None:
+                    _watch(stdout, stderr)
                 # EOF comes after the last byte of both streams; the exit status may come before or after it.
                 if channel.closed or (channel.eof_received and channel.exit_status_ready()):
                     if not (channel.recv_ready() or channel.recv_stderr_ready()):
@@ -423,6 +450,44 @@ class Connection:
                                      result(error="connection lost"))
             return result(None, "ended without an exit status (killed by a signal?)")
         return result(code)
+
+
+def _cut(data: bytes, marker: bytes) -> tuple[bytes, bytes] | None:
+    """(before, after) the boundary line, or None while it has not arrived."""
+    at = data.find(marker)
+    if at == -1:
+        return None
+    return data[:at], data[at + len(marker):]
+
+
+def _capture(data: bytes) -> Capture:
+    capture = Capture()
+    capture.feed(data)
+    return capture
+
+
+def _part(command: Command, stdout: Capture, stderr: Capture, marker: bytes, index: int, exit_code,
+          error, started: datetime, finished: datetime) -> RunResult:
+    out, err = _cut(stdout.data, marker), _cut(stderr.data, marker)
+    return RunResult(command, " ".join(command.display), exit_code, _capture(out[index]), _capture(err[index]),
+                     started, finished, error)
+
+
+def _split(pair: Then, whole: RunResult, marker: bytes, boundary_at: datetime | None
+           ) -> tuple[RunResult, RunResult | None]:
+    """The two parts of a pair's result; the whole is the first's when no boundary arrived (it failed)."""
+    if whole.stdout.omitted or whole.stderr.omitted:
+        # Capture kept only the head and tail, so the boundary may be among the dropped bytes.
+        return RunResult(pair.first, whole.line, None, whole.stdout, whole.stderr, whole.started_at,
+                         whole.finished_at, "printed too much to tell its output from the next command's"), None
+    if not (_cut(whole.stdout.data, marker) and _cut(whole.stderr.data, marker)):
+        return RunResult(pair.first, whole.line, whole.exit_code, whole.stdout, whole.stderr, whole.started_at,
+                         whole.finished_at, whole.error), None
+    at = boundary_at or whole.finished_at
+    first = _part(pair.first, whole.stdout, whole.stderr, marker, 0, 0, None, whole.started_at, at)
+    second = _part(pair.second, whole.stdout, whole.stderr, marker, 1, whole.exit_code, whole.error, at,
+                   whole.finished_at)
+    return first, second
 
 
 def connect(target: Target, *, retries: int = 0, backoff: float = 2.0, sleep=time.sleep) -> Connection:

@@ -204,44 +204,104 @@ class OperationContext:
 
     # -- running commands --
 
-    def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
+    def _ready(self, secrets: tuple[str, ...]) -> None:
+        """Before a command: connected, still holding the scope's lock, no transaction open, its secrets known."""
         if self.connection is None:
             self.connect()
         if self.lock is not None and self.lock.lost:
             raise LockLost("The worker lost its lock on this queue (Redis expired it), so it stopped before the "
                            "next command. Retry to apply the current settings.")
         db.session.commit()
-        self.redactor.add(*command.secrets)
-        failure: ssh.SshError | None = None
+        self.redactor.add(*secrets)
+
+    def _check(self, command: Command, result: ssh.RunResult) -> None:
+        """What the command's output amounts to: a DokkuError raised, or warnings kept."""
+        if result.exit_code is None:
+            raise OperationError(f"dokku {command.kind} {result.error}.")
+        for warning in parsers.check(command, result.exit_code, result.out, result.err):
+            self.warn(warning)
+
+    def _read(self, command: Command, result: ssh.RunResult | None) -> tuple[list[str], DokkuError | None]:
+        """What a finished command's output amounts to: its warnings, or the DokkuError it means.
+
+        Read before the command is recorded: for a config command, this reading is all its transcript keeps.
+        """
+        if result is None or result.exit_code is None:
+            return [], None
         try:
-            result = self.connection.run(command)
-        except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
-            failure, result = error, error.result
-        # Read the outcome first: for a config command, the reading is what the transcript keeps.
-        warnings, error = [], None
-        if failure is None and result.exit_code is not None:
-            try:
-                warnings = parsers.check(command, result.exit_code, result.out, result.err,
-                                         scrub=self.redactor.redact)
-            except DokkuError as found:
-                error = found
-        self._record(command, result, store_stdout, reading=error.message if error else " ".join(warnings))
-        if failure is not None:
-            raise failure
+            return parsers.check(command, result.exit_code, result.out, result.err, scrub=self.redactor.redact), None
+        except DokkuError as found:
+            return [], found
+
+    def _settle(self, command: Command, result: ssh.RunResult, warnings: list[str], error: DokkuError | None) -> None:
+        """Raise what the command's result means, or keep its warnings."""
         if result.exit_code is None:
             raise OperationError(f"dokku {command.kind} {result.error}.")
         if error is not None:
             raise error
         for warning in warnings:
             self.warn(warning)
+
+    def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
+        self._ready(command.secrets)
+        failure: ssh.SshError | None = None
+        try:
+            result = self.connection.run(command)
+        except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
+            failure, result = error, error.result
+        found = self._read(command, result) if failure is None else ([], None)
+        self._record(command, result, store_stdout, found)
+        if failure is not None:
+            raise failure
+        self._settle(command, result, *found)
         return result
 
-    def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool, reading: str = "") -> None:
+    def run_then(self, first: Command, second: Command, *, store_second: bool = True) -> ssh.RunResult:
+        """`first`, then (if it succeeded) `second`, in one exec where that is safe; two execs otherwise.
+
+        Each part is recorded as a CommandRun of its own, the first as soon as it is known to have
+        succeeded (so a worker lost during the second still leaves it in the transcript).
+        """
+        pair = commands.then(first, second)
+        if pair is None:
+            self.run(first)
+            return self.run(second, store_stdout=store_second)
+        self._ready(pair.secrets)
+        first_found: list[tuple[list[str], DokkuError | None]] = []
+
+        def on_first(result: ssh.RunResult) -> None:
+            first_found.append(self._read(first, result))
+            self._record(first, result, True, first_found[0])
+
+        failure: ssh.SshError | None = None
+        try:
+            first_result, second_result = self.connection.run_then(pair, on_first)
+        except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
+            failure, (first_result, second_result) = error, error.parts
+        if not first_found:
+            first_found.append(self._read(first, first_result) if failure is None else ([], None))
+            self._record(first, first_result, True, first_found[0])
+        second_found = ([], None)
+        if second_result is not None:
+            second_found = self._read(second, second_result) if failure is None else ([], None)
+            self._record(second, second_result, store_second, second_found)
+        if failure is not None:
+            raise failure
+        self._settle(first, first_result, *first_found[0])  # raises when the first failed: its output says why
+        if second_result is None:
+            raise OperationError(f"dokku {first.kind} failed, so dokku {second.kind} did not run.")
+        self._settle(second, second_result, *second_found)
+        return second_result
+
+    def _record(self, command: Command, result: ssh.RunResult, store_stdout: bool,
+                found: tuple[list[str], DokkuError | None] = ([], None)) -> None:
+        warnings, error = found
         if stores_output(command):
             stdout = stored_stream(result.stdout, self.redactor)
             stderr = stored_stream(result.stderr, self.redactor)
         else:
             # Never Dokku's text: only the panel's one-line reading of what went wrong.
+            reading = error.message if error else " ".join(warnings)
             stdout, stderr = "", reading if (result.stderr.total or reading) else ""
         if not (store_stdout and self.declared.store_output and stores_output(command)) and result.stdout.total:
             stdout = NOT_STORED
@@ -457,10 +517,12 @@ def env_apply(ctx: OperationContext) -> None:
         work += commands.config_set(name, to_set, restart=restart and not to_unset)
     if to_unset:
         work.append(commands.config_unset(name, to_unset, restart=restart))
-    for command in work:
+    for command in work[:-1]:
         ctx.run(command)
-    # Read back (never stored) and compare: Dokku writes integer-looking values as numbers.
-    stored = parsers.parse_config_export_json(ctx.run(commands.config_export_json(name), store_stdout=False).out)
+    # Read back (never stored) in the same exec as the last change, and compare: Dokku writes
+    # integer-looking values as numbers.
+    exported = ctx.run_then(work[-1], commands.config_export_json(name), store_second=False)
+    stored = parsers.parse_config_export_json(exported.out)
     for key in parsers.readback_mismatches(to_set, stored):
         if key not in stored:
             ctx.warn(f"Dokku does not list {key} after setting it.")

@@ -16,7 +16,7 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
 
     VERSION                   dokku version to emulate (default 0.38.27)
     apps/<app>/               one directory per app (like $DOKKU_ROOT/<app>)
-    apps/<app>/created-at     UNIX time, shown by apps:report
+    apps/<app>/created-at     UNIX time of apps:create
     apps/<app>/ENV            config, written exactly like godotenv.Write
     apps/<app>/VHOST          one domain per line (like Dokku's VHOST file)
     apps/<app>/DEPLOYED       marker: the app counts as deployed
@@ -822,7 +822,7 @@ def ucfirst(text: str) -> str:
 
 
 def run_report(ctx: Context, report_type: str, args: list[str], collect, *, legacy_keys: bool) -> None:
-    """apps:report, ps:report and (Go era) domains:report."""
+    """ps:report and (Go era) domains:report."""
     console = ctx.console
     output_format, info_flags, positional = "stdout", [], []
     i = 0
@@ -1661,7 +1661,6 @@ COMMANDS = {
     "apps:create": cmd_apps_create,
     "apps:destroy": cmd_apps_destroy,
     "apps:exists": cmd_apps_exists,
-    "apps:report": cmd_apps_report,
     "config:set": cmd_config_set,
     "config:unset": cmd_config_unset,
     "config:get": cmd_config_get,
