@@ -570,6 +570,38 @@ def test_a_pending_operation_polls_and_a_final_one_does_not(client, logged_in, m
     assert "<title>Operation #" in page and "dokku ps:restart api" in page
 
 
+def test_the_flash_of_started_work_gives_way_to_its_outcome(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    page = text(client.post(f"/servers/{app.server_id}/apps/api/restart", follow_redirects=True))
+    [op] = operations()
+    assert re.search(rf'<div class="flash info" id="flash-op-{op.id}">Restarting api…</div>', page)
+    finish_operation(op, "failed", reason="App api has not been deployed yet.")
+    body = text(client.get(f"/operations/{op.id}", headers=HTMX))
+    oob = re.search(rf'<div id="flash-op-{op.id}" hx-swap-oob="true" class="flash error">(.*?)</div>', body, re.S)
+    assert oob and "failed: App api has not been deployed yet." in oob.group(1)
+    assert "Restarting api…" not in body
+
+
+def test_after_a_destroy_the_app_page_says_it_is_gone(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    server_id = app.server_id
+    client.post(f"/servers/{server_id}/apps/api/destroy", data={"confirm": "api"})
+    [op] = operations()
+    db.session.delete(app)  # what the worker does once Dokku confirms
+    finish_operation(op, "succeeded")
+    response = client.get(f"/operations/{op.id}", headers=HTMX)
+    # The poll ends the page: the browser goes to the app's address, which says it is gone.
+    assert response.headers["HX-Redirect"] == f"/servers/{server_id}/apps/api"
+    assert "HX-Trigger-After-Settle" not in response.headers
+    gone = client.get(f"/servers/{server_id}/apps/api")
+    body = text(gone)
+    assert gone.status_code == 404 and "api is gone from" in body and "destroyed" in body
+    assert f'href="/servers/{server_id}/apps/api/audit"' in body and "hx-get" not in body
+    assert client.get(f"/servers/{server_id}/apps/never-existed").status_code == 404
+
+
 def test_a_failed_operation_shows_its_reason_output_and_retry(client, logged_in, member, viewer):
     app = make_app(make_server(), name="api")
     set_env(app, A="1")

@@ -88,7 +88,7 @@ def world(app, admin, member, viewer):
     return {
         "users": {"admin": admin, "member": member, "viewer": viewer},
         "args": {"server_id": server.id, "name": "api", "key": "API_TOKEN", "domain_id": domain.id,
-                 "key_id": key.id, "operation_id": op.id, "entry_id": entry.id},
+                 "key_id": key.id, "operation_id": op.id, "seq": entry.seq},
     }
 
 

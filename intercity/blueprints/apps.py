@@ -10,7 +10,7 @@ from intercity.blueprints.panel_support import (
     region_operations, unconfirmed,
 )
 from intercity.extensions import db
-from intercity.models import App, Domain, EnvVar, Server
+from intercity.models import App, AuditEntry, Domain, EnvVar, Server
 from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
@@ -105,8 +105,21 @@ def _invalid(server_id: int, name: str, **forms):
 @bp.get("/<name>")
 @login_required
 def show(server_id: int, name: str):
-    app = _app(server_id, name)
+    app = db.session.scalar(select(App).where(App.server_id == server_id, App.name == name))
+    if app is None:
+        return _gone(server_id, name)
     return render_template("apps/show.html", **_context(app))
+
+
+def _gone(server_id: int, name: str):
+    """An app the panel had and destroyed: say so and point to its history, not a bare "Not found"."""
+    server = _server(server_id)
+    deleted = db.session.scalar(
+        select(AuditEntry).where(AuditEntry.server_id == server.id, AuditEntry.app_name == name,
+                                 AuditEntry.action == "app.deleted").order_by(AuditEntry.seq.desc()).limit(1))
+    if deleted is None:
+        abort(404)
+    return render_template("apps/gone.html", server=server, name=name, deleted=deleted), 404
 
 
 @bp.post("/<name>/restart")
@@ -114,12 +127,12 @@ def show(server_id: int, name: str):
 def restart(server_id: int, name: str):
     app = _app(server_id, name)
     try:
-        app_service.restart_app(app, _user())
+        op = app_service.restart_app(app, _user())
     except ValidationError as error:
         db.session.rollback()
         return back(_page(app), error.message, "error")
     db.session.commit()
-    return back(_page(app), f"Restarting {app.name}…", "info")
+    return back(_page(app), f"Restarting {app.name}…", "info", operation=op)
 
 
 @bp.post("/<name>/refresh")
@@ -127,12 +140,12 @@ def restart(server_id: int, name: str):
 def refresh(server_id: int, name: str):
     app = _app(server_id, name)
     try:
-        app_service.refresh_app(app, _user())
+        op = app_service.refresh_app(app, _user())
     except ValidationError as error:
         db.session.rollback()
         return back(_page(app), error.message, "error")
     db.session.commit()
-    return back(_page(app), f"Reading the status of {app.name}…", "info")
+    return back(_page(app), f"Reading the status of {app.name}…", "info", operation=op)
 
 
 @bp.post("/<name>/destroy")
@@ -141,12 +154,12 @@ def destroy(server_id: int, name: str):
     app = _app(server_id, name)
     form = ConfirmForm()
     try:
-        app_service.destroy_app(app, _user(), confirm=form.confirm.data)
+        op = app_service.destroy_app(app, _user(), confirm=form.confirm.data)
     except ValidationError as error:
         fail(form, error, "confirm")
         return _invalid(server_id, name, destroy_form=form)
     db.session.commit()
-    return back(_page(app), f"Destroying {app.name}. It stays listed until Dokku confirms.", "info")
+    return back(_page(app), f"Destroying {app.name}. It stays listed until Dokku confirms.", "info", operation=op)
 
 
 # --- environment variables ---------------------------------------------------------------
@@ -179,7 +192,7 @@ def set_env(server_id: int, name: str):
             fail(form, error, "value")
         else:
             db.session.commit()
-            return back(_page(app) + "#env", *_env_message(result, app))
+            return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
     return _invalid(server_id, name, env_form=form)
 
 
@@ -200,7 +213,7 @@ def paste_env(server_id: int, name: str):
             fail(form, error, "block")
         else:
             db.session.commit()
-            return back(_page(app) + "#env", *_env_message(result, app))
+            return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
     app = _app(server_id, name)
     return render_template("apps/show.html", **_context(app, paste_form=form), block_errors=block_errors), 422
 
@@ -222,7 +235,7 @@ def edit_env(server_id: int, name: str, key: str):
             app = _app(server_id, name)
         else:
             db.session.commit()
-            return back(_page(app) + "#env", *_env_message(result, app))
+            return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
     status = 422 if request.method == "POST" else 200
     return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form), status
 
@@ -241,7 +254,7 @@ def remove_env(server_id: int, name: str, key: str):
         db.session.rollback()
         return back(_page(app) + "#env", error.message, "error")
     db.session.commit()
-    return back(_page(app) + "#env", *_env_message(result, app))
+    return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
 
 
 @bp.post("/<name>/env/<key>/reveal")
@@ -267,12 +280,12 @@ def add_domain(server_id: int, name: str):
     form = DomainForm()
     if form.validate_on_submit():
         try:
-            domain, _ = domain_service.add_domain(app, _user(), hostname=form.domain.data)
+            domain, op = domain_service.add_domain(app, _user(), hostname=form.domain.data)
         except ValidationError as error:
             fail(form, error, "domain")
         else:
             db.session.commit()
-            return back(_page(app) + "#domains", f"Adding {domain.hostname} to {app.name}…", "info")
+            return back(_page(app) + "#domains", f"Adding {domain.hostname} to {app.name}…", "info", operation=op)
     return _invalid(server_id, name, domain_form=form)
 
 
@@ -288,9 +301,9 @@ def remove_domain(server_id: int, name: str, domain_id: int):
                             _page(app) + "#domains")) is not None:
         return page
     try:
-        domain_service.remove_domain(app, _user(), domain=domain)
+        op = domain_service.remove_domain(app, _user(), domain=domain)
     except ValidationError as error:
         db.session.rollback()
         return back(_page(app) + "#domains", error.message, "error")
     db.session.commit()
-    return back(_page(app) + "#domains", f"Removing {hostname} from {app.name}…", "info")
+    return back(_page(app) + "#domains", f"Removing {hostname} from {app.name}…", "info", operation=op)

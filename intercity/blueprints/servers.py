@@ -129,9 +129,10 @@ def show(server_id: int):
 @require_role("admin")
 def check(server_id: int):
     server = _server(server_id)
-    server_service.request_connection_test(server, _user())
+    op = server_service.request_connection_test(server, _user())
     db.session.commit()
-    return back(url_for(".show", server_id=server.id), f"Testing the connection to {server.name}…", "info")
+    return back(url_for(".show", server_id=server.id), f"Testing the connection to {server.name}…", "info",
+                operation=op)
 
 
 @bp.post("/<int:server_id>/host-key/accept")
@@ -231,9 +232,10 @@ def remove_deploy_key(server_id: int, key_id: int):
                             f"Remove deploy key {name} from {server.name}? Pushes with it stop working.",
                             url_for(".deploy_keys", server_id=server.id))) is not None:
         return page
-    key_service.remove_key(server, _user(), deploy_key=deploy_key)
+    op = key_service.remove_key(server, _user(), deploy_key=deploy_key)
     db.session.commit()
-    return back(url_for(".deploy_keys", server_id=server.id), f"Removing deploy key {name} from {server.name}…")
+    return back(url_for(".deploy_keys", server_id=server.id), f"Removing deploy key {name} from {server.name}…",
+                operation=op)
 
 
 @bp.post("/<int:server_id>/deploy-keys/adopt")
@@ -254,6 +256,7 @@ def adopt_deploy_key(server_id: int):
 @require_role("admin")
 def refresh_deploy_keys(server_id: int):
     server = _server(server_id)
-    key_service.refresh_keys(server, _user())
+    op = key_service.refresh_keys(server, _user())
     db.session.commit()
-    return back(url_for(".deploy_keys", server_id=server.id), f"Reading the deploy keys on {server.name}…", "info")
+    return back(url_for(".deploy_keys", server_id=server.id), f"Reading the deploy keys on {server.name}…", "info",
+                operation=op)
