@@ -1,4 +1,7 @@
-"""The whole record append-only: no INSERT OR REPLACE on SQLite, and verified checkpoints protected too.
+"""Applied state beside the desired state, and the whole record append-only.
+
+servers.unreachable_since: when an operation last found the server unreachable (plain ADD
+COLUMN: no batch, so no table is recreated).
 
 SQLite's REPLACE conflict resolution deletes the row it replaces without firing DELETE
 triggers, so `INSERT OR REPLACE INTO command_runs ...` could rewrite a transcript with the
@@ -10,6 +13,7 @@ CREATE TRIGGER only: a batch operation on SQLite would drop the existing trigger
 Revision ID: 0005
 Revises: 0003
 """
+import sqlalchemy as sa
 from alembic import op
 
 
@@ -27,6 +31,7 @@ UNIQUE_KEYS = {
 
 
 def upgrade():
+    op.add_column("servers", sa.Column("unreachable_since", sa.DateTime(timezone=True), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         # intercity_append_only() comes from revision 0001.
         op.execute("CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints "
@@ -48,8 +53,10 @@ def downgrade():
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_checkpoints_append_only ON audit_checkpoints")
         op.execute("DROP TRIGGER IF EXISTS audit_checkpoints_no_truncate ON audit_checkpoints")
-        return
-    for verb in ("update", "delete"):
-        op.execute(f"DROP TRIGGER IF EXISTS audit_checkpoints_no_{verb}")
-    for table in UNIQUE_KEYS:
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_replace")
+    else:
+        for verb in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS audit_checkpoints_no_{verb}")
+        for table in UNIQUE_KEYS:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_replace")
+    with op.batch_alter_table("servers") as batch:
+        batch.drop_column("unreachable_since")
