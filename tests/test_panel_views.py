@@ -570,6 +570,40 @@ def test_a_pending_operation_polls_and_a_final_one_does_not(client, logged_in, m
     assert "<title>Operation #" in page and "dokku ps:restart api" in page
 
 
+def test_each_env_row_says_whether_its_change_reached_the_server(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    url = f"/servers/{app.server_id}/apps/api"
+    client.post(url + "/env", data={"key": "OFFLINE_VAR", "value": "x1"})
+    client.post(url + "/env", data={"key": "GOOD", "value": "x2"})
+    client.post(url + "/env", data={"key": "GONE", "value": "x3"})
+    offline, good, gone = operations("env.apply")
+    row = lambda body, key: re.search(rf"<code>{key}</code>.*?</tr>", body, re.S).group(0)  # noqa: E731
+    assert ">pending<" in row(text(client.get(url)), "OFFLINE_VAR")
+    finish_operation(offline, "failed", reason="prod-1 is unreachable (connection refused).")
+    finish_operation(good, "succeeded")
+    finish_operation(gone, "succeeded")
+    client.post(url + "/env/GONE/remove", data={"confirmed": "1"})
+    [removal] = [op for op in operations("env.apply") if op.data["unset"] == ["GONE"]]
+    finish_operation(removal, "failed", reason="Dokku said no.")
+    body = text(client.get(url))  # a reload still says it: the failed value never reached the server
+    assert ">failed<" in row(body, "OFFLINE_VAR") and "not on the server: prod-1 is unreachable" in row(body, "OFFLINE_VAR")
+    assert f'href="/operations/{offline.id}"' in row(body, "OFFLINE_VAR")
+    assert ">applied<" in row(body, "GOOD") and ">failed<" not in row(body, "GOOD")
+    assert re.search(r"Removing <code>GONE</code>: .*still on the server: Dokku said no\.", body)
+
+
+def test_a_domain_whose_change_failed_says_so_after_a_reload(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    url = f"/servers/{app.server_id}/apps/api"
+    client.post(url + "/domains", data={"domain": "api.example.com"})
+    [op] = operations("domains.apply")
+    finish_operation(op, "failed", reason="prod-1 is unreachable.")
+    item = re.search(r'<li><span class="mono">api.example.com</span>.*?</li>', text(client.get(url)), re.S).group(0)
+    assert ">failed<" in item and "not on the server: prod-1 is unreachable." in item
+
+
 def test_the_flash_of_started_work_gives_way_to_its_outcome(client, logged_in, member):
     logged_in(member)
     app = make_app(make_server(), name="api")

@@ -14,6 +14,7 @@ from intercity.models import App, AuditEntry, Domain, EnvVar, Server
 from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
+from intercity.services.row_state import latest_states
 from intercity.validation import ValidationError
 from intercity.web import render, require_role
 
@@ -88,6 +89,8 @@ def _context(app: App, **forms) -> dict:
         pending=pending,
         app_operations=region_operations(APP_KINDS, app_id=app.id),
         env_operations=region_operations(("env.apply",), app_id=app.id),
+        env_states=latest_states("env.apply", app_id=app.id),
+        domain_states=latest_states("domains.apply", app_id=app.id),
         domain_operations=region_operations(("domains.apply",), app_id=app.id),
         env_form=forms.get("env_form") or EnvVarForm(formdata=None),
         paste_form=forms.get("paste_form") or EnvPasteForm(formdata=None),
