@@ -104,8 +104,15 @@ def audit_verify(expect_head):
             expected = (int(seq), digest.strip().lower())
         except ValueError:
             raise click.BadParameter("use SEQ:HASH, as `intercity audit verify` prints it", param_hint="--expect-head")
+    from intercity.audit import transcripts
+
     with db.engine.connect() as connection:
         result = chain.verify(connection, expect_head=expected)
+        # The chain covers the transcripts through each outcome entry's digest of its command runs.
+        altered = transcripts.verify(connection) if result.ok else None
+    if altered is not None:
+        click.echo(f"FAILED: {altered.message}", err=True)
+        sys.exit(1)
     if result.ok:
         click.echo(f"OK: {result.count} entries verified; head {result.head}")
         return

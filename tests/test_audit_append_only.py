@@ -18,9 +18,11 @@ from tests.support.builders import make_server
 
 TRIGGERS = {
     "sqlite": {"audit_entries_no_update", "audit_entries_no_delete", "command_runs_no_update",
-               "command_runs_no_delete"},
+               "command_runs_no_delete", "audit_checkpoints_no_update", "audit_checkpoints_no_delete",
+               # INSERT OR REPLACE deletes without firing DELETE triggers: refused before the insert.
+               "audit_entries_no_replace", "command_runs_no_replace", "audit_checkpoints_no_replace"},
     "postgresql": {"audit_entries_append_only", "audit_entries_no_truncate", "command_runs_append_only",
-                   "command_runs_no_truncate"},
+                   "command_runs_no_truncate", "audit_checkpoints_append_only", "audit_checkpoints_no_truncate"},
 }
 
 
@@ -50,7 +52,8 @@ def test_the_triggers_exist_at_the_head_revision(app, backend):
         else:
             names = connection.execute(text(
                 "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
-                "AND tgrelid IN ('audit_entries'::regclass, 'command_runs'::regclass)")).scalars()
+                "AND tgrelid IN ('audit_entries'::regclass, 'command_runs'::regclass, "
+                "'audit_checkpoints'::regclass)")).scalars()
         assert TRIGGERS[backend] <= set(names)
 
 

@@ -308,12 +308,21 @@ def test_unreachable_server_fails_after_bounded_retries(app, admin, dokku, sshd)
                          "firewall allow the panel in? (gave up after 3 attempts)")
     assert runs(op) == [] and op.attempts == 1
     assert db.session.scalar(select(EnvVar).where(EnvVar.key == "KEY")).value == "v"
+    # Any operation's failed connection tells the truth about the server, not only a connection test.
+    found = db.session.get(Server, server.id)
+    assert found.status == "unreachable" and found.unreachable_since is not None
+    with app.test_request_context():
+        from flask import render_template_string
+        badge = render_template_string('{% include "servers/_badge.html" %}', server=found)
+    assert ">unreachable<" in badge and "since" in badge and ">ready<" not in badge
 
     dokku.create_app("web")
     db.session.get(Server, server.id).port = sshd.port  # an admin corrects the port
     db.session.commit()
     assert_succeeded(retried(app, op, admin))
     assert dokku.env("web") == {"KEY": b"v"}
+    found = db.session.get(Server, server.id)
+    assert (found.status, found.unreachable_since) == ("ready", None)
 
 
 @pytest.mark.postgresql_only

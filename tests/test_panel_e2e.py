@@ -150,8 +150,11 @@ def test_create_restart_refresh_and_destroy_an_app(app, client, logged_in, membe
     assert response.status_code == 303
     finish(app)
     assert dokku.apps() == [] and db.session.scalar(select(App)) is None
-    assert client.get(f"/servers/{server.id}/apps/api").status_code == 404
-    fragment = text(client.get(f"/operations/{last('app.destroy').id}", headers=HTMX))
+    gone = client.get(f"/servers/{server.id}/apps/api")
+    assert gone.status_code == 404 and "api is gone from" in text(gone)
+    polled = client.get(f"/operations/{last('app.destroy').id}", headers=HTMX)
+    assert polled.headers["HX-Redirect"] == f"/servers/{server.id}/apps/api"
+    fragment = text(polled)
     assert "applied" in fragment and "apps:destroy" in fragment
 
 

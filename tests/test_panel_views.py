@@ -620,6 +620,72 @@ def test_server_and_key_pages_reload_their_regions_as_fragments(client, logged_i
         assert "<html" not in body and ids[0] == region and set(also) <= set(ids), (region, ids)
 
 
+def test_each_env_row_says_whether_its_change_reached_the_server(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    url = f"/servers/{app.server_id}/apps/api"
+    client.post(url + "/env", data={"key": "OFFLINE_VAR", "value": "x1"})
+    client.post(url + "/env", data={"key": "GOOD", "value": "x2"})
+    client.post(url + "/env", data={"key": "GONE", "value": "x3"})
+    offline, good, gone = operations("env.apply")
+    row = lambda body, key: re.search(rf"<code>{key}</code>.*?</tr>", body, re.S).group(0)  # noqa: E731
+    assert ">pending<" in row(text(client.get(url)), "OFFLINE_VAR")
+    finish_operation(offline, "failed", reason="prod-1 is unreachable (connection refused).")
+    finish_operation(good, "succeeded")
+    finish_operation(gone, "succeeded")
+    client.post(url + "/env/GONE/remove", data={"confirmed": "1"})
+    [removal] = [op for op in operations("env.apply") if op.data["unset"] == ["GONE"]]
+    finish_operation(removal, "failed", reason="Dokku said no.")
+    body = text(client.get(url))  # a reload still says it: the failed value never reached the server
+    assert ">failed<" in row(body, "OFFLINE_VAR") and "not on the server: prod-1 is unreachable" in row(body, "OFFLINE_VAR")
+    assert f'href="/operations/{offline.id}"' in row(body, "OFFLINE_VAR")
+    assert ">applied<" in row(body, "GOOD") and ">failed<" not in row(body, "GOOD")
+    assert re.search(r"Removing <code>GONE</code>: .*still on the server: Dokku said no\.", body)
+
+
+def test_a_domain_whose_change_failed_says_so_after_a_reload(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    url = f"/servers/{app.server_id}/apps/api"
+    client.post(url + "/domains", data={"domain": "api.example.com"})
+    [op] = operations("domains.apply")
+    finish_operation(op, "failed", reason="prod-1 is unreachable.")
+    item = re.search(r'<li><span class="mono">api.example.com</span>.*?</li>', text(client.get(url)), re.S).group(0)
+    assert ">failed<" in item and "not on the server: prod-1 is unreachable." in item
+
+
+def test_the_flash_of_started_work_gives_way_to_its_outcome(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    page = text(client.post(f"/servers/{app.server_id}/apps/api/restart", follow_redirects=True))
+    [op] = operations()
+    assert re.search(rf'<div class="flash info" id="flash-op-{op.id}">Restarting api…</div>', page)
+    finish_operation(op, "failed", reason="App api has not been deployed yet.")
+    body = text(client.get(f"/operations/{op.id}", headers=HTMX))
+    oob = re.search(rf'<div id="flash-op-{op.id}" hx-swap-oob="true" class="flash error">(.*?)</div>', body, re.S)
+    assert oob and "failed: App api has not been deployed yet." in oob.group(1)
+    assert "Restarting api…" not in body
+
+
+def test_after_a_destroy_the_app_page_says_it_is_gone(client, logged_in, member):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    server_id = app.server_id
+    client.post(f"/servers/{server_id}/apps/api/destroy", data={"confirm": "api"})
+    [op] = operations()
+    db.session.delete(app)  # what the worker does once Dokku confirms
+    finish_operation(op, "succeeded")
+    response = client.get(f"/operations/{op.id}", headers=HTMX)
+    # The poll ends the page: the browser goes to the app's address, which says it is gone.
+    assert response.headers["HX-Redirect"] == f"/servers/{server_id}/apps/api"
+    assert "HX-Trigger-After-Settle" not in response.headers
+    gone = client.get(f"/servers/{server_id}/apps/api")
+    body = text(gone)
+    assert gone.status_code == 404 and "api is gone from" in body and "destroyed" in body
+    assert f'href="/servers/{server_id}/apps/api/audit"' in body and "hx-get" not in body
+    assert client.get(f"/servers/{server_id}/apps/never-existed").status_code == 404
+
+
 def test_a_failed_operation_shows_its_reason_output_and_retry(client, logged_in, member, viewer):
     app = make_app(make_server(), name="api")
     set_env(app, A="1")

@@ -112,7 +112,7 @@ def world(app, admin, member, viewer):
         "users": {"admin": admin, "member": member, "viewer": viewer},
         "deactivated": deactivated,
         "args": {"server_id": server.id, "name": "api", "key": "API_TOKEN", "domain_id": domain.id,
-                 "key_id": key.id, "operation_id": op.id, "entry_id": entry.id, "target_id": target.id,
+                 "key_id": key.id, "operation_id": op.id, "seq": entry.seq, "target_id": target.id,
                  "message_id": message.id, "token": unsubscribe_token(viewer), "user_id": member.id,
                  "invitation_id": invitation.id, "session_id": 10**6},
     }

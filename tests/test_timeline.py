@@ -362,13 +362,13 @@ def test_load_older_appends_rows_without_repeating_the_day(client, logged_in, me
 def test_each_entry_has_a_permalink(client, logged_in, history):
     logged_in(history.viewer)
     target = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "env_var.created"))
-    response, body = get(client, f"/audit/{target.id}")
+    response, body = get(client, f"/audit/{target.seq}")
     assert response.status_code == 200
     words = plain(body)
     assert "dev@example.com set" in words and target.hash in body and target.prev_hash in body
     assert "<details class=\"tl-details\" open>" in body
     _, page = get(client, "/audit")
-    assert f'href="/audit/{target.id}"' in page
+    assert f'href="/audit/{target.seq}"' in page
     assert client.get("/audit/999999").status_code == 404
 
 
@@ -377,24 +377,24 @@ def test_a_pending_entry_updates_itself_until_its_operation_ends(client, logged_
     restart = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "app.restart_requested"))
     _, page = get(client, "/audit")
     row = re.search(rf'<li class="tl-entry[^"]*" id="entry-{restart.id}"[^>]*>', page).group(0)
-    assert f'hx-get="/audit/{restart.id}"' in row and 'hx-trigger="every 2s"' in row and "outcome-pending" in row
+    assert f'hx-get="/audit/{restart.seq}"' in row and 'hx-trigger="every 2s"' in row and "outcome-pending" in row
 
-    response, polled = get(client, f"/audit/{restart.id}", htmx=True)
+    response, polled = get(client, f"/audit/{restart.seq}", htmx=True)
     assert response.status_code == 200 and polled.lstrip().startswith("<li")
     assert 'hx-trigger="every 2s"' in polled and ">pending<" in polled.replace('<span class="spinner" aria-hidden="true"></span>', "")
     assert "<details" in polled and " open>" not in polled
-    _, kept_open = get(client, f"/audit/{restart.id}?open=1", htmx=True)  # the row's details were open
+    _, kept_open = get(client, f"/audit/{restart.seq}?open=1", htmx=True)  # the row's details were open
     assert '<details class="tl-details" open>' in kept_open and 'hx-trigger="every 2s"' in kept_open
 
     finish_operation(history.restart_op, runs=[{"argv": ["dokku", "ps:restart", "api"], "stdout": "Restarting api"}])
-    _, final = get(client, f"/audit/{restart.id}", htmx=True)
+    _, final = get(client, f"/audit/{restart.seq}", htmx=True)
     assert "hx-trigger" not in final and "hx-get" not in final
     assert ">applied<" in final and "dokku ps:restart api" in final and "exit 0" in final
-    _, final_open = get(client, f"/audit/{restart.id}?open=1", htmx=True)
+    _, final_open = get(client, f"/audit/{restart.seq}?open=1", htmx=True)
     assert '<details class="tl-details" open>' in final_open and "hx-trigger" not in final_open
 
     # The recent-activity fragment polls the same way, in its own compact form.
-    _, recent = get(client, f"/audit/{restart.id}?view=recent", htmx=True)
+    _, recent = get(client, f"/audit/{restart.seq}?view=recent", htmx=True)
     assert recent.lstrip().startswith('<li class="recent-entry') and "hx-trigger" not in recent
 
 
@@ -446,7 +446,7 @@ def test_recent_fragment_for_server_and_app_pages(client, logged_in, history):
     words = plain(body)
     assert 'id="recent-activity"' in body
     assert "dev@example.com restarted api on prod-1 pending just now" in words
-    assert f'hx-get="/audit/{rows[0].id}?view=recent"' in body
+    assert f'hx-get="/audit/{rows[0].seq}?view=recent"' in body
     assert "dev@example.com added domain api.example.com to api (prod-1) failed" in words
     assert f'href="/servers/{history.server.id}/apps/api/audit"' in body
     assert "ops@example.com removed deploy key ci-bot from prod-1 pending" in plain(server_body)
@@ -594,7 +594,7 @@ def _audit_urls(app, server_id: int, entry_id: int) -> list[tuple[str, str]]:
         if rule.endpoint.startswith("audit."):
             method = "POST" if "POST" in rule.methods else "GET"
             urls.append((method, rule.rule.replace("<int:server_id>", str(server_id)).replace("<name>", "api")
-                         .replace("<int:entry_id>", str(entry_id))))
+                         .replace("<int:seq>", str(entry_id))))
     return urls
 
 
@@ -612,8 +612,8 @@ def test_secrets_never_reach_pages_prints_or_exports(client, logged_in, runner, 
     for method, url in _audit_urls(client.application, history.server.id, 1):
         if method == "GET":
             bodies.append(client.get(url).get_data(as_text=True))
-    for entry_id in db.session.scalars(select(AuditEntry.id)):
-        bodies.append(client.get(f"/audit/{entry_id}").get_data(as_text=True))
+    for seq in db.session.scalars(select(AuditEntry.seq)):
+        bodies.append(client.get(f"/audit/{seq}").get_data(as_text=True))
     for params in ("?q=app:api", "?category=security", "?q=action:env_var.*"):
         for url in ("/audit", "/audit/print", "/audit/export.csv", "/audit/export.jsonl"):
             bodies.append(client.get(url + params).get_data(as_text=True))

@@ -144,7 +144,7 @@ def test_an_open_pending_entry_stays_open_while_it_polls_and_after_it_ends(page,
     row = f"#entry-{restart.id}"
     page.click(f"{row} summary")
     assert page.get_attribute(f"{row} details", "open") is not None
-    with page.expect_response(lambda r: urlsplit(r.url).path == f"/audit/{restart.id}", timeout=8000) as polled:
+    with page.expect_response(lambda r: urlsplit(r.url).path == f"/audit/{restart.seq}", timeout=8000) as polled:
         pass
     assert polled.value.ok and "open=1" in polled.value.url
     page.wait_for_timeout(300)  # the swap settles

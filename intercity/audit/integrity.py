@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from intercity.audit import chain
+from intercity.audit import chain, transcripts
 from intercity.extensions import db
 from intercity.models import AuditCheckpoint, AuditEntry
 from intercity.models.base import utcnow
@@ -59,8 +59,14 @@ def verify(session=None, *, save: bool = True) -> Integrity:
                              problem, utcnow())
         start_seq, start_hash, before = checkpoint.seq, checkpoint.hash, checkpoint.entries
     result = chain.verify(session.connection(), start_seq=start_seq, start_hash=start_hash)
+    problem = result.problem
+    if result.ok:
+        # Outcome entries since the checkpoint must still match their operations' command runs.
+        altered = transcripts.verify(session.connection(), start_seq=start_seq)
+        if altered is not None:
+            result.ok, problem = False, altered.message
     integrity = Integrity(result.ok, result.head_seq, result.head_hash, result.count, before + result.count,
-                          start_seq, result.problem, utcnow())
+                          start_seq, problem, utcnow())
     if result.ok and save and result.head_seq > start_seq:
         session.add(AuditCheckpoint(seq=result.head_seq, hash=result.head_hash, entries=integrity.total,
                                     verified_at=integrity.verified_at))

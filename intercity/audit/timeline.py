@@ -309,6 +309,11 @@ class Row:
         return self.entry.id
 
     @property
+    def seq(self) -> int:
+        """The entry's number (chained): what permalinks and "#N" use."""
+        return self.entry.seq
+
+    @property
     def day(self) -> date:
         return self.entry.created_at.astimezone(timezone.utc).date()
 
@@ -318,10 +323,10 @@ class Row:
 
     @property
     def reason(self) -> str | None:
-        if self.operation is not None and self.operation.reason:
-            return self.operation.reason
         if self.outcome_entry is not None:
             return _new(self.outcome_entry.changes, "reason")
+        if self.operation is not None and self.operation.reason:
+            return self.operation.reason
         return None
 
     @property
@@ -415,10 +420,12 @@ def rows(entries: list[AuditEntry], session=None) -> list[Row]:
             outcome_entry = Outcome(entry.seq, entry.action, entry.diff)
         else:
             outcome_entry = outcomes.get(entry.operation_id)
-        if op is not None:
-            outcome = op.outcome
-        elif outcome_entry is not None:
+        # A finished operation's outcome is read from its chained entry, never from the mutable row;
+        # the row only says what has no entry yet (pending work, a read that succeeded).
+        if outcome_entry is not None:
             outcome = "applied" if outcome_entry.action == "operation.succeeded" else "failed"
+        elif op is not None:
+            outcome = op.outcome
         else:
             outcome = None
         result.append(Row(entry, sentence(entry, op), op, outcome, outcome_entry,

@@ -14,6 +14,7 @@ from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
 from intercity.services.operations import region_operations
+from intercity.services.row_state import latest_states
 from intercity.web import render, render_page, require_role
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
@@ -89,6 +90,8 @@ def _context(app: App, **forms) -> dict:
         pending=pending,
         app_operations=region_operations("app-status", app_id=app.id),
         env_operations=region_operations("env", app_id=app.id),
+        env_states=latest_states("env.apply", app_id=app.id),
+        domain_states=latest_states("domains.apply", app_id=app.id),
         domain_operations=region_operations("domains", app_id=app.id),
         env_form=forms.get("env_form") or EnvVarForm(formdata=None),
         paste_form=forms.get("paste_form") or EnvPasteForm(formdata=None),
@@ -108,28 +111,39 @@ def _invalid(server_id: int, name: str, **forms):
 @bp.get("/<name>")
 @login_required
 def show(server_id: int, name: str):
-    app = _app(server_id, name)
+    app = app_service.find_app(server_id, name)
+    if app is None:
+        return _gone(server_id, name)
     return render_page("apps/show.html", REGIONS, **_context(app))
+
+
+def _gone(server_id: int, name: str):
+    """An app the panel had and destroyed: say so and point to its history, not a bare "Not found"."""
+    server = _server(server_id)
+    deleted = app_service.deletion_entry(server, name)
+    if deleted is None:
+        abort(404)
+    return render_template("apps/gone.html", server=server, name=name, deleted=deleted), 404
 
 
 @bp.post("/<name>/restart")
 @require_role("member")
 def restart(server_id: int, name: str):
     app = _app(server_id, name)
-    _, error = attempt(lambda: app_service.restart_app(app, _user()))
+    op, error = attempt(lambda: app_service.restart_app(app, _user()))
     if error is not None:
         return back(_page(app), error.message, "error")
-    return back(_page(app), f"Restarting {app.name}…", "info")
+    return back(_page(app), f"Restarting {app.name}…", "info", operation=op)
 
 
 @bp.post("/<name>/refresh")
 @require_role("member")
 def refresh(server_id: int, name: str):
     app = _app(server_id, name)
-    _, error = attempt(lambda: app_service.refresh_app(app, _user()))
+    op, error = attempt(lambda: app_service.refresh_app(app, _user()))
     if error is not None:
         return back(_page(app), error.message, "error")
-    return back(_page(app), f"Reading the status of {app.name}…", "info")
+    return back(_page(app), f"Reading the status of {app.name}…", "info", operation=op)
 
 
 @bp.post("/<name>/destroy")
@@ -137,10 +151,10 @@ def refresh(server_id: int, name: str):
 def destroy(server_id: int, name: str):
     app = _app(server_id, name)
     form = ConfirmForm()
-    _, error = attempt(lambda: app_service.destroy_app(app, _user(), confirm=form.confirm.data), form, "confirm")
+    op, error = attempt(lambda: app_service.destroy_app(app, _user(), confirm=form.confirm.data), form, "confirm")
     if error is not None:
         return _invalid(server_id, name, destroy_form=form)
-    return back(_page(app), f"Destroying {app.name}. It stays listed until Dokku confirms.", "info")
+    return back(_page(app), f"Destroying {app.name}. It stays listed until Dokku confirms.", "info", operation=op)
 
 
 # --- environment variables ---------------------------------------------------------------
@@ -169,7 +183,7 @@ def set_env(server_id: int, name: str):
         result, error = attempt(lambda: env_service.set_var(app, _user(), key=form.key.data, value=form.value.data or "",
                                                             restart=form.restart.data), form, "value")
         if error is None:
-            return back(_page(app) + "#env", *_env_message(result, app))
+            return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
     return _invalid(server_id, name, env_form=form)
 
 
@@ -183,7 +197,7 @@ def paste_env(server_id: int, name: str):
         result, error = attempt(lambda: env_service.paste_block(app, _user(), text=form.block.data or "",
                                                                 restart=form.restart.data), form, "block")
         if error is None:
-            return back(_page(app) + "#env", *_env_message(result, app))
+            return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
         if isinstance(error, env_service.EnvBlockError):
             block_errors = error.lines
             form.block.errors = ["Nothing was changed. Fix these lines and paste again:"]
@@ -202,7 +216,7 @@ def edit_env(server_id: int, name: str, key: str):
         result, error = attempt(lambda: env_service.edit_var(app, _user(), key=key, value=form.value.data or "",
                                                              restart=form.restart.data), form, "value")
         if error is None:
-            return back(_page(app) + "#env", *_env_message(result, app))
+            return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
         app = _app(server_id, name)
     status = 422 if request.method == "POST" else 200
     return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form), status
@@ -219,7 +233,7 @@ def remove_env(server_id: int, name: str, key: str):
     result, error = attempt(lambda: env_service.remove_var(app, _user(), key=key, restart=restart))
     if error is not None:
         return back(_page(app) + "#env", error.message, "error")
-    return back(_page(app) + "#env", *_env_message(result, app))
+    return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
 
 
 @bp.post("/<name>/env/<key>/reveal")
@@ -245,7 +259,8 @@ def add_domain(server_id: int, name: str):
         added, error = attempt(lambda: domain_service.add_domain(app, _user(), hostname=form.domain.data), form,
                                "domain")
         if error is None:
-            return back(_page(app) + "#domains", f"Adding {added[0].hostname} to {app.name}…", "info")
+            domain, op = added
+            return back(_page(app) + "#domains", f"Adding {domain.hostname} to {app.name}…", "info", operation=op)
     return _invalid(server_id, name, domain_form=form)
 
 
@@ -260,7 +275,7 @@ def remove_domain(server_id: int, name: str, domain_id: int):
     if (page := unconfirmed(f"Remove {hostname}", f"Remove {hostname} from {app.name}?",
                             _page(app) + "#domains")) is not None:
         return page
-    _, error = attempt(lambda: domain_service.remove_domain(app, _user(), domain=domain))
+    op, error = attempt(lambda: domain_service.remove_domain(app, _user(), domain=domain))
     if error is not None:
         return back(_page(app) + "#domains", error.message, "error")
-    return back(_page(app) + "#domains", f"Removing {hostname} from {app.name}…", "info")
+    return back(_page(app) + "#domains", f"Removing {hostname} from {app.name}…", "info", operation=op)

@@ -116,10 +116,11 @@ def app_timeline(server_id: int, name: str):
     return _timeline(_scope(server_id, name))
 
 
-@bp.get("/audit/<int:entry_id>")
+@bp.get("/audit/<int:seq>")
 @login_required
-def entry(entry_id: int):
-    found = db.get_or_404(AuditEntry, entry_id)
+def entry(seq: int):
+    # An entry's number is its seq: chained, so swapping row ids cannot make a link show another entry.
+    found = db.first_or_404(select(AuditEntry).where(AuditEntry.seq == seq))
     row = timeline.row_for(found)
     if htmx.request:
         # Pending rows poll this until their operation ends; the final row carries no trigger.

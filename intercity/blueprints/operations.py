@@ -50,9 +50,17 @@ def show(operation_id: int):
     response = render("operations/show.html", "_partials/_operation.html", op=operation,
                       page_url=where_shown(operation))
     if htmx.request and not operation.pending:
-        # A poll saw the end: the regions its kind refreshes reload themselves, and so does the activity list.
+        if operation.kind_info.removes_app and operation.status == "succeeded":
+            # The app is gone: nothing on its page may keep polling it; its page now says so.
+            response.headers["HX-Redirect"] = url_for("apps.show", server_id=operation.server_id,
+                                                      name=operation.app_name)
+            return response
+        # A poll saw the end: the regions its kind refreshes reload themselves, and so does the activity
+        # list; the flash that announced the work gives way to its outcome.
         regions = (*operation.kind_info.refreshes, "recent-region")
         response.headers["HX-Trigger-After-Settle"] = ", ".join(f"refresh-{region}" for region in regions)
+        response.set_data(response.get_data(as_text=True)
+                          + render_template("_partials/_operation_flash.html", op=operation))
     return response
 
 

@@ -98,10 +98,15 @@ def attempt(call, form=None, fallback: str | None = None):
     return result, None
 
 
-def back(default: str, message: str | None = None, category: str = "success"):
-    """Post/redirect/get; htmx follows the redirect and picks its region from the page."""
+def back(default: str, message: str | None = None, category: str = "success", operation=None):
+    """Post/redirect/get; htmx follows the redirect and picks its region from the page.
+
+    A message about work just started names its operation, so the operation's outcome can
+    replace it when the work ends (see operations.show) instead of leaving "Restarting…" above
+    a failed card.
+    """
     if message:
-        flash(message, category)
+        flash(message, f"{category} op-{operation.id}" if operation is not None and operation.id else category)
     return redirect(local_path(request.form.get("next"), default), code=303)
 
 

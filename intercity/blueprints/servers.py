@@ -82,8 +82,9 @@ def show(server_id: int):
 @require_role("admin")
 def check(server_id: int):
     server = _server(server_id)
-    attempt(lambda: server_service.request_connection_test(server, _user()))
-    return back(url_for(".show", server_id=server.id), f"Testing the connection to {server.name}…", "info")
+    op, _ = attempt(lambda: server_service.request_connection_test(server, _user()))
+    return back(url_for(".show", server_id=server.id), f"Testing the connection to {server.name}…", "info",
+                operation=op)
 
 
 @bp.post("/<int:server_id>/host-key/accept")
@@ -177,8 +178,9 @@ def remove_deploy_key(server_id: int, key_id: int):
                             f"Remove deploy key {name} from {server.name}? Pushes with it stop working.",
                             url_for(".deploy_keys", server_id=server.id))) is not None:
         return page
-    attempt(lambda: key_service.remove_key(server, _user(), deploy_key=deploy_key))
-    return back(url_for(".deploy_keys", server_id=server.id), f"Removing deploy key {name} from {server.name}…")
+    op, _ = attempt(lambda: key_service.remove_key(server, _user(), deploy_key=deploy_key))
+    return back(url_for(".deploy_keys", server_id=server.id), f"Removing deploy key {name} from {server.name}…",
+                operation=op)
 
 
 @bp.post("/<int:server_id>/deploy-keys/adopt")
@@ -197,5 +199,6 @@ def adopt_deploy_key(server_id: int):
 @require_role("admin")
 def refresh_deploy_keys(server_id: int):
     server = _server(server_id)
-    attempt(lambda: key_service.refresh_keys(server, _user()))
-    return back(url_for(".deploy_keys", server_id=server.id), f"Reading the deploy keys on {server.name}…", "info")
+    op, _ = attempt(lambda: key_service.refresh_keys(server, _user()))
+    return back(url_for(".deploy_keys", server_id=server.id), f"Reading the deploy keys on {server.name}…", "info",
+                operation=op)

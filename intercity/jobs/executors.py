@@ -162,11 +162,29 @@ class OperationContext:
         except ssh.HostKeyMismatch as error:
             self._record_mismatch(error)
             raise
+        except ssh.Unreachable as error:
+            self._record_reachability(error)
+            raise
+        self._record_reachability(None)
         if pinned is None and self.declared.checks_host_key:
             self._pin(self.connection.host_key)
         else:
             self.pool.keep(target, self.connection)
         return self.connection
+
+    def _record_reachability(self, error: ssh.Unreachable | None) -> None:
+        """Any operation's connection says whether the server is reachable, not only a connection test."""
+        server = self.server()
+        if error is not None:
+            if server.status != "host_key_mismatch":
+                server.status, server.status_message = "unreachable", error.message
+            server.unreachable_since = server.unreachable_since or utcnow()
+            server.last_checked_at = utcnow()
+        elif server.unreachable_since is not None or server.status == "unreachable":
+            server.unreachable_since = None
+            if server.status == "unreachable":
+                server.status, server.status_message = "ready", None
+        db.session.commit()
 
     def _pin(self, key: ssh.HostKey) -> None:
         """Trust on first use, after a successful login: audited as server.host_key_pinned."""

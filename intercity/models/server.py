@@ -36,7 +36,7 @@ class Server(db.Model):
         ignore=frozenset({
             "created_at", "updated_at", "status", "status_message", "last_checked_at",
             "dokku_version", "seen_host_key_type", "seen_host_key_fingerprint", "remote_keys",
-            "remote_keys_checked_at",
+            "remote_keys_checked_at", "unreachable_since",
         }),
         classify=_classify_server,
         actions=("server.created", "server.updated", "server.deleted", "server.host_key_accepted",
@@ -60,6 +60,9 @@ class Server(db.Model):
     status: Mapped[str] = mapped_column(String(24), default="new")
     status_message: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a connection (any operation's, not only a test's) first failed for network reasons;
+    # cleared by the next connection that gets through.
+    unreachable_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Deploy keys as `ssh-keys:list` last showed them (JSON list of {name, fingerprint, public_key}).
     remote_keys: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     remote_keys_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

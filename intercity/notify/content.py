@@ -36,7 +36,7 @@ class Line:
 def line(entry: AuditEntry) -> Line:
     place = " / ".join(part for part in (entry.server_name, entry.app_name) if part) or "the panel"
     return Line(entry.seq, str(sentence(entry)).strip(), entry.actor_display, _when(entry.created_at), place,
-                external("audit.entry", entry_id=entry.seq), entry.action == "operation.failed")
+                external("audit.entry", seq=entry.seq), entry.action == "operation.failed")
 
 
 def alert(entries: list[AuditEntry], *, failures: bool = False) -> tuple[str, str, str]:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from intercity import validation
 from intercity.extensions import db
-from intercity.models import App, Operation, Server
+from intercity.models import App, AuditEntry, Operation, Server
 from intercity.models.operation import PENDING
 from intercity.services.operations import request_operation
 from intercity.services.permissions import require
@@ -38,6 +38,13 @@ def create_app(server: Server, user, *, name: str) -> App:
 
 def find_app(server_id: int, name: str) -> App | None:
     return db.session.scalar(select(App).where(App.server_id == server_id, App.name == name))
+
+
+def deletion_entry(server: Server, name: str) -> AuditEntry | None:
+    """The newest entry that recorded an app of this name on this server being deleted (its page says it is gone)."""
+    return db.session.scalar(
+        select(AuditEntry).where(AuditEntry.server_id == server.id, AuditEntry.app_name == name,
+                                 AuditEntry.action == "app.deleted").order_by(AuditEntry.seq.desc()).limit(1))
 
 
 def import_apps(server: Server, user, *, names: list[str] | None = None) -> Operation:
