@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from intercity.audit import capture, query, rules, timeline
+from intercity.audit import capture, categories, query, rules, timeline
 from intercity.dokku import commands, parsers, transcript
 from intercity.web import local_path
 

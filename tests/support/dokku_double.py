@@ -1661,6 +1661,7 @@ COMMANDS = {
     "apps:create": cmd_apps_create,
     "apps:destroy": cmd_apps_destroy,
     "apps:exists": cmd_apps_exists,
+    "apps:report": cmd_apps_report,
     "config:set": cmd_config_set,
     "config:unset": cmd_config_unset,
     "config:get": cmd_config_get,
