@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from intercity import validation
 from intercity.extensions import db, login_manager
 
 # Reachable before the first admin exists.
@@ -116,6 +117,7 @@ def init_app(app) -> None:
 
     app.jinja_env.filters["relative"] = _relative
     app.jinja_env.filters["exact"] = _exact
+    app.jinja_env.filters["domain_display"] = validation.domain_display
     app.jinja_env.globals["htmx"] = htmx
 
     @app.errorhandler(IntegrityError)

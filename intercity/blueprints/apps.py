@@ -9,6 +9,7 @@ from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, back, fail, recent_timeline,
     region_operations, unconfirmed,
 )
+from intercity import validation
 from intercity.extensions import db
 from intercity.models import App, Domain, EnvVar, Server
 from intercity.services import apps as app_service
@@ -272,7 +273,7 @@ def add_domain(server_id: int, name: str):
             fail(form, error, "domain")
         else:
             db.session.commit()
-            return back(_page(app) + "#domains", f"Adding {domain.hostname} to {app.name}…", "info")
+            return back(_page(app) + "#domains", f"Adding {validation.domain_display(domain.hostname)} to {app.name}…", "info")
     return _invalid(server_id, name, domain_form=form)
 
 
