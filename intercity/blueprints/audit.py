@@ -6,6 +6,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
 from flask_login import current_user, login_required
 from sqlalchemy import func, not_, select
 
+from intercity import input_guard
 from intercity.audit import export, integrity, query, timeline
 from intercity.audit.capture import record_event
 from intercity.audit.query import Filter, QueryError
@@ -72,7 +73,7 @@ def _scope_query(scope: timeline.Scope, text: str) -> str:
 
 def _timeline(scope: timeline.Scope):
     flt = Filter.from_args(request.args, scope.conditions)
-    before = request.args.get("before", type=int)
+    before = input_guard.id_arg(request.args.get("before"))
     error, page_rows, older = None, [], None
     try:
         page = query.page(db.session, flt.conditions(), before=before)
