@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, not_, select
 
 from intercity import input_guard
-from intercity.audit import export, integrity, query, timeline
+from intercity.audit import chain, export, integrity, query, timeline
 from intercity.audit.capture import record_event
 from intercity.audit.query import Filter, QueryError
 from intercity.extensions import db
@@ -207,11 +207,14 @@ def _export(fmt: str):
     description = flt.describe()
     export.record(db.session, fmt, description)
     db.session.commit()
-    filename = f"intercity-audit{'-filtered' if description else ''}.{fmt}"
-    response = Response(stream_with_context(export.lines(db.session, fmt, conditions, description)),
+    # Read before streaming so a header can repeat it; the export's last record carries it too.
+    head = chain.head(db.session.connection())
+    filename = export.filename(fmt, flt.query, flt.categories)
+    response = Response(stream_with_context(export.lines(db.session, fmt, conditions, description, head)),
                         mimetype=export.MEDIA_TYPES[fmt].split(";")[0])
     response.headers["Content-Type"] = export.MEDIA_TYPES[fmt]
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["X-Intercity-Chain-Head"] = f"{head[0]}:{head[1]}"
     return response
 
 
