@@ -101,9 +101,15 @@ def audit_verify(expect_head):
             expected = (int(seq), digest.strip().lower())
         except ValueError:
             raise click.BadParameter("use SEQ:HASH, as `intercity audit verify` prints it", param_hint="--expect-head")
+    from intercity.audit import integrity
+
     with db.engine.connect() as connection:
         result = chain.verify(connection, expect_head=expected)
     if result.ok:
+        if result.head_seq:
+            # The walk covered every entry: the panel's next verification and print start from here.
+            integrity.store(db.session, result.head_seq, result.head_hash, result.count)
+            db.session.commit()
         click.echo(f"OK: {result.count} entries verified; head {result.head}")
         return
     click.echo(f"FAILED: {result.problem} (verified {result.count} entries before it)", err=True)
