@@ -190,8 +190,14 @@ def paste_env(server_id: int, name: str):
     app = _app(server_id, name)
     form = EnvPasteForm()
     block_errors = []
+    preview = None
     if form.validate_on_submit():
         try:
+            preview = env_service.preview_block(app, _user(), text=form.block.data or "")
+            if request.form.get("confirmed") != preview.token:
+                # First what it will do; the same block confirmed applies it.
+                return render_template("apps/show.html", **_context(app, paste_form=form), block_errors=[],
+                                       paste_preview=preview)
             result = env_service.paste_block(app, _user(), text=form.block.data or "", restart=form.restart.data)
         except env_service.EnvBlockError as error:
             db.session.rollback()
