@@ -375,17 +375,30 @@ def test_a_paste_shows_what_it_will_do_before_it_does_it(client, logged_in, memb
     assert sorted(op.data["set"]) == ["NEW", "OLD"]
 
 
-def test_edit_page_never_shows_the_current_value(client, logged_in, member):
+def test_edit_starts_from_the_current_value_which_is_an_audited_reveal(client, logged_in, member, viewer):
     logged_in(member)
     app = make_app(make_server(), name="api")
-    set_env(app, TOKEN="old-distinctive")
+    set_env(app, TOKEN="old-distinctive\nsecond line", BLANK="")
     url = f"/servers/{app.server_id}/apps/api/env/TOKEN/edit"
     page = client.get(url)
+    # A GET never shows it (links, prefetching): the page offers the audited POST.
     assert page.status_code == 200 and "old-distinctive" not in text(page) and "Change <code>TOKEN</code>" in text(page)
+    assert entries("env_var.revealed") == []
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert f'action="{url}"' in body and 'name="load" value="1"' in body
+    assert '<span class="muted" id="env-value-BLANK">(empty)</span>' in body
+    opened = client.post(url, data={"load": "1"})
+    textarea = re.search(r'<textarea[^>]*id="env-edit-value"[^>]*>(.*?)</textarea>', text(opened), re.S).group(1)
+    assert opened.status_code == 200 and textarea.strip("\r\n") == "old-distinctive\nsecond line"
+    [revealed] = entries("env_var.revealed")
+    assert revealed.target_label == "TOKEN" and revealed.actor_email == member.email
+    blank = text(client.post(f"/servers/{app.server_id}/apps/api/env/BLANK/edit", data={"load": "1"}))
+    assert "The current value is empty." in blank
+    assert re.search(r'<textarea[^>]*id="env-edit-value"[^>]*>\s*</textarea>', blank)
     response = client.post(url, data={"value": "new\r\nvalue", "restart": "y"})
     assert response.status_code == 303
     db.session.expire_all()
-    assert db.session.scalar(select(EnvVar)).value == "new\nvalue"
+    assert db.session.scalar(select(EnvVar).where(EnvVar.key == "TOKEN")).value == "new\nvalue"
     assert operations("env.apply")[0].data == {"set": ["TOKEN"], "unset": [], "restart": True}
     assert client.get(f"/servers/{app.server_id}/apps/api/env/NOPE/edit").status_code == 404
 

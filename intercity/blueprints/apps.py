@@ -220,6 +220,15 @@ def edit_env(server_id: int, name: str, key: str):
     if var is None:
         abort(404)
     form = EnvEditForm()
+    if request.method == "POST" and request.form.get("load") == "1":
+        # Editing starts from the current value: showing it is a reveal, audited as one.
+        try:
+            value = env_service.reveal(app, _user(), key=key)
+        except ValidationError:
+            abort(404)
+        db.session.commit()
+        form = EnvEditForm(formdata=None, data={"value": value, "restart": True})
+        return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form, loaded=True)
     if form.validate_on_submit():
         try:
             result = env_service.edit_var(app, _user(), key=key, value=form.value.data or "",
@@ -231,7 +240,8 @@ def edit_env(server_id: int, name: str, key: str):
             db.session.commit()
             return back(_page(app) + "#env", *_env_message(result, app))
     status = 422 if request.method == "POST" else 200
-    return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form), status
+    return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form,
+                           loaded=False), status
 
 
 @bp.post("/<name>/env/<key>/remove")
