@@ -17,6 +17,7 @@ from intercity.extensions import db
 from intercity.models import AuditEntry, DeployKey, Domain, EnvVar
 from tests.support.builders import make_app, make_server
 from tests.support.panel import ED25519, SECRETS, finish_operation
+from tests.support.panel import session_client as _client
 from tests.support.panel import no_worker  # noqa: F401  (the fixture, used below)
 
 pytestmark = pytest.mark.usefixtures("no_worker")
@@ -105,16 +106,6 @@ def web(make_app):
     """A second app object on the test's database for the HTTP clients: requests to it get app contexts
     of their own, so one client's login is never cached in the test's app context for the next client."""
     return make_app()
-
-
-def _client(app, user=None):
-    """A browser of its own; logged in by session (the password login is tested in test_foundation.py)."""
-    client = app.test_client()
-    if user is not None:
-        with client.session_transaction() as session:
-            session["_user_id"] = str(user.id)
-            session["_fresh"] = True
-    return client
 
 
 def test_the_url_map_was_read():

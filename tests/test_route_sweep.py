@@ -22,6 +22,7 @@ from intercity.models import AuditEntry, DeployKey, Domain, EnvVar
 from tests.support import databases
 from tests.support.builders import make_app, make_server, make_user
 from tests.support.panel import ED25519
+from tests.support.panel import session_client as _client
 
 ROLES = ("anonymous", "viewer", "member", "admin")
 # Query parameters the timeline, print and export views read, besides the fields of GET forms.
@@ -55,15 +56,6 @@ class _Forms(HTMLParser):
             self.forms.append(((attrs.get("method") or "get").upper(), attrs.get("action") or "", set()))
         elif tag in ("input", "textarea", "select", "button") and attrs.get("name") and self.forms:
             self.forms[-1][2].add(attrs["name"])
-
-
-def _client(app, user=None):
-    client = app.test_client()
-    if user is not None:
-        with client.session_transaction() as session:
-            session["_user_id"] = str(user.id)
-            session["_fresh"] = True
-    return client
 
 
 def _fill(rule, world: dict) -> str:

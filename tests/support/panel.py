@@ -76,6 +76,16 @@ def finish_operation(op, status: str = "failed", reason: str | None = "Dokku sai
     return op
 
 
+def session_client(app, user=None):
+    """A browser of its own; logged in by session (the password login is tested in test_foundation.py)."""
+    client = app.test_client()
+    if user is not None:
+        with client.session_transaction() as session:
+            session["_user_id"] = str(user.id)
+            session["_fresh"] = True
+    return client
+
+
 @pytest.fixture
 def no_worker(redis_queue, redis_url):
     """Operations are enqueued on real Redis (a queue of this test's own) and nothing consumes them."""
