@@ -401,6 +401,7 @@ def test_parse_block_understands_the_usual_env_file():
         "TAB_COMMENT=value\t# comment\n"
         "ONLY_COMMENT= # nothing before it\n"
         "URL=https://example.com/#top\n"
+        "FRAGMENT=#not-a-comment\n"
         "SINGLE='$HOME \\n literal'\n"
         "DOUBLE=\"tab\\there \\\"quoted\\\" \\\\ end\"\n"
         "MULTI=\"-----BEGIN-----\n"
@@ -417,6 +418,7 @@ def test_parse_block_understands_the_usual_env_file():
         "TAB_COMMENT": "value",
         "ONLY_COMMENT": "",
         "URL": "https://example.com/#top",
+        "FRAGMENT": "#not-a-comment",
         "SINGLE": "$HOME \\n literal",
         "DOUBLE": 'tab\there "quoted" \\ end',
         "MULTI": "-----BEGIN-----\nabc\n-----END-----",

@@ -170,7 +170,7 @@ def reveal(app: App, user, *, key: str) -> str:
 
 # --- .env parsing ---------------------------------------------------------------------
 
-_INLINE_COMMENT = re.compile(r"(^|\s)#.*$")
+_INLINE_COMMENT = re.compile(r"\s#.*$")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$", "`": "`"}
 
 
@@ -209,7 +209,7 @@ def parse_block(text: str) -> dict[str, str]:
             errors.append((number, "the name before “=” is not a valid variable name: use letters, digits and "
                                    "underscores, not starting with a digit"))
             continue
-        rest = rest.lstrip()
+        raw, rest = rest, rest.lstrip()
         if rest.startswith("'"):
             end = rest.find("'", 1)
             if end == -1:
@@ -226,7 +226,7 @@ def parse_block(text: str) -> dict[str, str]:
         else:
             # As dotenv, Docker Compose and Dokku read it: whitespace then `#` starts a comment;
             # a `#` inside the value (`a#b`, `https://x/#top`) stays.
-            value, tail = _INLINE_COMMENT.sub("", rest).strip(), ""
+            value, tail = _INLINE_COMMENT.sub("", raw).strip(), ""
         tail = tail.strip()
         if tail and not tail.startswith("#"):
             errors.append((number, f"unexpected text after the quoted value of {key}"))
