@@ -129,8 +129,8 @@ def domain(hostname: str, *, legacy: bool = False) -> str:
         if not label:
             raise ValidationError(f"{value} is not a valid domain: it has an empty part between dots.", "domain")
         if "*" in label:
-            raise ValidationError(f"{value} is not a valid domain: * may only be the whole leftmost part (*.example.com).",
-                                  "domain")
+            raise ValidationError(
+                f"{value} is not a valid domain: * may only be the whole leftmost part (*.example.com).", "domain")
         if len(label) > 63:
             raise ValidationError(f"{value} is not a valid domain: each part between dots is at most 63 characters.",
                                   "domain")

@@ -1,4 +1,4 @@
-"""A long log under the documented deployment: verification in stored steps, exports streamed past the worker timeout."""
+"""A long log under the documented deployment: verification in stored steps, exports outliving the worker timeout."""
 from __future__ import annotations
 
 import csv

@@ -5,11 +5,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from intercity import validation
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, back, fail, recent_timeline,
     region_operations, unconfirmed,
 )
-from intercity import validation
 from intercity.extensions import db
 from intercity.models import App, Domain, EnvVar, Server
 from intercity.services import apps as app_service
@@ -190,7 +190,6 @@ def paste_env(server_id: int, name: str):
     app = _app(server_id, name)
     form = EnvPasteForm()
     block_errors = []
-    preview = None
     if form.validate_on_submit():
         try:
             preview = env_service.preview_block(app, _user(), text=form.block.data or "")
@@ -289,7 +288,8 @@ def add_domain(server_id: int, name: str):
             fail(form, error, "domain")
         else:
             db.session.commit()
-            return back(_page(app) + "#domains", f"Adding {validation.domain_display(domain.hostname)} to {app.name}…", "info")
+            shown = validation.domain_display(domain.hostname)
+            return back(_page(app) + "#domains", f"Adding {shown} to {app.name}…", "info")
     return _invalid(server_id, name, domain_form=form)
 
 
