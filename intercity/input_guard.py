@@ -47,6 +47,9 @@ def init_app(app) -> None:
         # path with NUL exists, and a field with one is refused whole.
         if any("\x00" in str(value) for value in (request.view_args or {}).values()):
             return _refusal(404, "Not found", "There is nothing here. It may have been removed.")
+        if any("\x00" in value for _, value in request.headers.items()):
+            # The User-Agent and X-Request-ID go into audit entries.
+            return _refusal(400, "Bad request", "A request header contains a NUL byte.")
         texts = [*request.args.items(multi=True), *request.form.items(multi=True)]
         if any("\x00" in key or "\x00" in value for key, value in texts):
             return _refusal(422, "Cannot use that input", "A field contains a NUL byte, which no name or value "

@@ -71,3 +71,6 @@ def test_nul_bytes_are_refused_with_a_message(client, api):
     client.post("/logout")
     response = client.post("/login", data={"email": "a\x00b@example.com", "password": "x"})
     assert response.status_code == 422 and "NUL byte" in response.get_data(as_text=True)
+    for header in ("User-Agent", "X-Request-ID"):
+        response = client.post("/login", data={"email": "x@example.com", "password": "x"}, headers={header: "a\x00b"})
+        assert response.status_code == 400 and "NUL byte" in response.get_data(as_text=True)
