@@ -39,6 +39,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     jobs.init_app(app)
 
+    from intercity import input_guard
+
+    input_guard.init_app(app)  # before the blueprints: their `<int:...>` rules use its converter
+
     from intercity import notify
 
     notify.init_app(app)

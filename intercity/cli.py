@@ -105,6 +105,7 @@ def audit_verify(expect_head):
         except ValueError:
             raise click.BadParameter("use SEQ:HASH, as `intercity audit verify` prints it", param_hint="--expect-head")
     from intercity.audit import transcripts
+    from intercity.audit import integrity
 
     with db.engine.connect() as connection:
         result = chain.verify(connection, expect_head=expected)
@@ -114,6 +115,10 @@ def audit_verify(expect_head):
         click.echo(f"FAILED: {altered.message}", err=True)
         sys.exit(1)
     if result.ok:
+        if result.head_seq:
+            # The walk covered every entry: the panel's next verification and print start from here.
+            integrity.store(db.session, result.head_seq, result.head_hash, result.count)
+            db.session.commit()
         click.echo(f"OK: {result.count} entries verified; head {result.head}")
         return
     click.echo(f"FAILED: {result.problem} (verified {result.count} entries before it)", err=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import cache
+import os
 from pathlib import Path
 
 from alembic.config import Config as AlembicConfig
@@ -19,6 +20,7 @@ def configure_engine(engine) -> None:
     """SQLite: WAL, a busy timeout and foreign keys; transactions begin deferred (readers never wait)."""
     if engine.dialect.name != "sqlite":
         return
+    _create_private(engine.url.database)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, record):
@@ -39,6 +41,22 @@ def configure_engine(engine) -> None:
     def _savepoint(connection, name):
         # Savepoints are taken to write; upgrading later would COMMIT them away (see begin_writing).
         begin_writing(connection)
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite file mode 0600 (like the key files): it holds encrypted secrets and the audit log.
+
+    SQLite gives its -wal and -shm files the database file's mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists() or not path.parent.is_dir():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process created it first
 
 
 def begin_writing(connection) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import idna
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
@@ -13,9 +14,14 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 APP_NAME_NEW = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 # Dokku still accepts underscores in apps created before it tightened the rule.
 APP_NAME_LEGACY = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# An app's default vhost is `<app>.<server domain>`, so its name must fit in one DNS label.
+APP_NAME_MAX = 63
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Dokku lowercases a domain, then accepts `_` or this pattern.
-DOMAIN = re.compile(r"^[a-z0-9.*-]*[a-z0-9*-]$")
+# Dokku lowercases a domain, then accepts `_` or this pattern: the legacy rule for names
+# already in the panel or read from a server.
+DOMAIN_LEGACY = re.compile(r"^[a-z0-9.*-]*[a-z0-9*-]$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DOMAIN_MAX = 253
 DEPLOY_KEY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -55,7 +61,20 @@ def app_name(name: str, *, legacy: bool = False) -> str:
             "lowercase letters, digits, dots and hyphens.",
             "name",
         )
+    if not legacy and len(name) > APP_NAME_MAX:
+        raise ValidationError(
+            f"App names are at most {APP_NAME_MAX} characters (the app's default domain is a DNS label); "
+            f"this one has {len(name)}.",
+            "name",
+        )
     return name
+
+
+def operand(value: str, field: str | None = None) -> str:
+    """Refuse a value that Dokku would read as an option (it starts with `-`)."""
+    if not isinstance(value, str) or not value or value.startswith("-"):
+        raise ValidationError(f"{value!r} cannot be passed to Dokku: it would be read as an option.", field)
+    return value
 
 
 def env_key(key: str) -> str:
@@ -100,18 +119,72 @@ def env_value(value: str) -> str:
     return value
 
 
-def domain(hostname: str) -> str:
-    """Return the hostname as Dokku stores it (lowercased) if Dokku accepts it."""
+def domain(hostname: str, *, legacy: bool = False) -> str:
+    """Return the hostname as Dokku stores it: lowercased, internationalised names in punycode.
+
+    New names follow DNS (labels of 1–63 characters without a leading or trailing hyphen,
+    at most 253 in all, `*` only as the whole leftmost label). `legacy` applies Dokku's own,
+    looser rule, for names already in the panel or read from a server.
+    """
     value = (hostname or "").strip().lower()
     if not value:
         raise ValidationError("Enter a domain.", "domain")
-    if value != "_" and not DOMAIN.match(value):
-        raise ValidationError(
-            f"{value} is not a valid domain: use letters, digits, dots, hyphens and * only, "
-            "without a scheme or path.",
-            "domain",
-        )
+    if value == "_":
+        return value
+    if value.startswith("-"):
+        raise ValidationError(f"{value} is not a valid domain: it cannot start with a hyphen.", "domain")
+    if legacy:
+        if not DOMAIN_LEGACY.match(value):
+            raise ValidationError(f"{value} is not a valid domain.", "domain")
+        return value
+    if not value.isascii():
+        value = _punycode(value)
+    if "/" in value or ":" in value:
+        raise ValidationError(f"{value} is not a valid domain: enter the host name only, without a scheme or path.",
+                              "domain")
+    if len(value) > DOMAIN_MAX:
+        raise ValidationError(f"A domain is at most {DOMAIN_MAX} characters; this one has {len(value)}.", "domain")
+    labels = value.split(".")
+    for index, label in enumerate(labels):
+        if label == "*" and index == 0 and len(labels) > 1:
+            continue
+        if not label:
+            raise ValidationError(f"{value} is not a valid domain: it has an empty part between dots.", "domain")
+        if "*" in label:
+            raise ValidationError(
+                f"{value} is not a valid domain: * may only be the whole leftmost part (*.example.com).", "domain")
+        if len(label) > 63:
+            raise ValidationError(f"{value} is not a valid domain: each part between dots is at most 63 characters.",
+                                  "domain")
+        if label.startswith("-") or label.endswith("-"):
+            raise ValidationError(f"{value} is not a valid domain: a part cannot start or end with a hyphen.",
+                                  "domain")
+        if not DNS_LABEL.match(label):
+            raise ValidationError(
+                f"{value} is not a valid domain: use letters, digits, dots and hyphens (and a leading *.) only.",
+                "domain")
     return value
+
+
+def _punycode(value: str) -> str:
+    wildcard = value.startswith("*.")
+    try:
+        encoded = idna.encode(value[2:] if wildcard else value, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as error:
+        raise ValidationError(f"{value} is not a valid internationalised domain ({error}).", "domain") from None
+    return f"*.{encoded}" if wildcard else encoded
+
+
+def domain_display(hostname: str) -> str:
+    """A stored domain as people read it: `bücher.example (xn--bcher-kva.example)` for punycode."""
+    if "xn--" not in hostname:
+        return hostname
+    wildcard = hostname.startswith("*.")
+    try:
+        decoded = idna.decode(hostname[2:] if wildcard else hostname)
+    except (idna.IDNAError, UnicodeError):
+        return hostname
+    return f"{'*.' if wildcard else ''}{decoded} ({hostname})"
 
 
 def deploy_key_name(name: str) -> str:
@@ -120,6 +193,9 @@ def deploy_key_name(name: str) -> str:
         raise ValidationError("Enter a name for the key.", "name")
     if not DEPLOY_KEY_NAME.match(name):
         raise ValidationError("Key names may only contain letters, digits, hyphens and underscores.", "name")
+    if name.startswith("-"):
+        raise ValidationError("Key names cannot start with a hyphen (Dokku would read the name as an option).",
+                              "name")
     return name
 
 

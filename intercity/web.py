@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from intercity import validation
 from intercity.audit.categories import LABELS as CATEGORY_LABELS
 from intercity.extensions import db, login_manager
 
@@ -168,6 +169,7 @@ def init_app(app) -> None:
 
     app.jinja_env.filters["relative"] = _relative
     app.jinja_env.filters["exact"] = _exact
+    app.jinja_env.filters["domain_display"] = validation.domain_display
     app.jinja_env.globals["htmx"] = htmx
     app.jinja_env.globals["htmx_config"] = HTMX_CONFIG
     app.jinja_env.globals["category_labels"] = CATEGORY_LABELS

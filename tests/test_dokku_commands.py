@@ -6,7 +6,7 @@ import pytest
 
 from intercity.dokku import commands as c
 from intercity.dokku.commands import MAX_COMMAND_LINE, Command, DokkuVersion
-from intercity.validation import ValidationError
+from intercity.validation import ValidationError, dokku_storage_problem
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g alice@laptop"
 NASTY = [
@@ -195,7 +195,8 @@ def test_config_set_without_restart():
     assert command.argv[:6] == ("dokku", "--quiet", "config:set", "--encoded", "--no-restart", "api")
 
 
-@pytest.mark.parametrize("value", NASTY + ["x" * 64 * 1024, "é" * 30000])
+@pytest.mark.parametrize("value", [v for v in NASTY if dokku_storage_problem(v) is None]
+                         + ["x" * 64 * 1024, "é" * 30000])
 def test_config_set_values_are_base64_of_utf8_byte_for_byte(value):
     [command] = c.config_set("api", {"K": value}, restart=False)
     encoded = command.argv[-1].removeprefix("K=")

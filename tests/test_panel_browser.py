@@ -97,7 +97,9 @@ def test_paste_three_env_vars_and_watch_the_operation_succeed(page, browser, liv
     page.goto(f"/servers/{server.id}/apps/api")
     page.get_by_label("Paste a .env block").fill(
         "DATABASE_URL=postgres://u:pw@db/app\nSECRET_KEY='s3cr3t value'\nPEM=\"line one\nline two\"\n")
-    page.get_by_role("button", name="Set all").click()
+    page.get_by_role("button", name="Preview changes").click()
+    expect(page.locator("#env-paste-preview")).to_contain_text("add 3: DATABASE_URL, SECRET_KEY, PEM")
+    page.get_by_role("button", name="Apply these changes").click()
     operation = page.locator("#env .operation").first
     applied(operation)
     expect(operation).to_contain_text("Applied")
@@ -130,7 +132,9 @@ def test_paste_three_env_vars_and_watch_the_operation_succeed(page, browser, liv
         plain.goto(f"/servers/{server.id}/apps/api")
         plain.get_by_label("Paste a .env block").fill('CERT="a\nb"')
         plain.get_by_label("Restart the app to apply").last.uncheck()
-        plain.get_by_role("button", name="Set all").click()
+        plain.get_by_role("button", name="Preview changes").click()
+        expect(plain.locator("#env-paste-preview")).to_contain_text("add 1: CERT")
+        plain.get_by_role("button", name="Apply these changes").click()
         expect(plain.get_by_text("Setting CERT on api")).to_be_visible()
     finally:
         context.close()

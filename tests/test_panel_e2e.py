@@ -198,7 +198,9 @@ def test_paste_three_variables_and_they_reach_dokku_byte_for_byte(app, client, l
     block = ("DATABASE_URL=postgres://u:s3cret-pw@db/app\r\n"
              "PEM=\"-----BEGIN-----\r\nsecret-body\r\n-----END-----\"\r\n"
              "export GREETING='hello $USER'\r\n")
-    response = client.post(f"/servers/{server.id}/apps/api/env/paste", data={"block": block, "restart": "y"})
+    url = f"/servers/{server.id}/apps/api/env/paste"
+    token = re.search(r'name="confirmed" value="([0-9a-f]+)"', text(client.post(url, data={"block": block}))).group(1)
+    response = client.post(url, data={"block": block, "restart": "y", "confirmed": token})
     assert response.status_code == 303
     finish(app)
     op = last("env.apply")

@@ -396,7 +396,12 @@ def test_parse_block_understands_the_usual_env_file():
         "\n"
         "export DATABASE_URL=postgres://u:p@h/db?sslmode=require\n"
         "PLAIN = spaced value  \n"
-        "HASH=abc#def # kept: unquoted values run to the end of the line\n"
+        "HASH=abc#def # a comment, as dotenv, Compose and Dokku read it\n"
+        "INLINE=value # comment\n"
+        "TAB_COMMENT=value\t# comment\n"
+        "ONLY_COMMENT= # nothing before it\n"
+        "URL=https://example.com/#top\n"
+        "FRAGMENT=#not-a-comment\n"
         "SINGLE='$HOME \\n literal'\n"
         "DOUBLE=\"tab\\there \\\"quoted\\\" \\\\ end\"\n"
         "MULTI=\"-----BEGIN-----\n"
@@ -408,7 +413,12 @@ def test_parse_block_understands_the_usual_env_file():
     assert parse_block(text) == {
         "DATABASE_URL": "postgres://u:p@h/db?sslmode=require",
         "PLAIN": "spaced value",
-        "HASH": "abc#def # kept: unquoted values run to the end of the line",
+        "HASH": "abc#def",
+        "INLINE": "value",
+        "TAB_COMMENT": "value",
+        "ONLY_COMMENT": "",
+        "URL": "https://example.com/#top",
+        "FRAGMENT": "#not-a-comment",
         "SINGLE": "$HOME \\n literal",
         "DOUBLE": 'tab\there "quoted" \\ end',
         "MULTI": "-----BEGIN-----\nabc\n-----END-----",

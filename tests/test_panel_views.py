@@ -38,6 +38,14 @@ def field_error(body: str, field_id: str) -> str:
     return match.group(1)
 
 
+def paste(client, url: str, data: dict):
+    """Paste a block as a person does: the preview first, then the same block confirmed."""
+    preview = client.post(url, data=data)
+    assert preview.status_code == 200, text(preview)
+    token = re.search(r'name="confirmed" value="([0-9a-f]+)"', text(preview)).group(1)
+    return client.post(url, data={**data, "confirmed": token})
+
+
 def set_env(app, **values):
     for key, value in values.items():
         var = EnvVar(app=app, key=key)
@@ -300,7 +308,7 @@ def test_unchecked_restart_maps_to_no_restart(client, logged_in, member):
     logged_in(member)
     app = make_app(make_server(), name="api")
     client.post(f"/servers/{app.server_id}/apps/api/env", data={"key": "A", "value": "1"})
-    client.post(f"/servers/{app.server_id}/apps/api/env/paste", data={"block": "B=2"})
+    paste(client, f"/servers/{app.server_id}/apps/api/env/paste", {"block": "B=2"})
     assert [op.data["restart"] for op in operations()] == [False, False]
     body = text(client.get(f"/servers/{app.server_id}/apps/api"))
     assert re.search(r'<input checked id="env-restart"|id="env-restart"[^>]*checked', body), "restart is on by default"
@@ -336,7 +344,7 @@ def test_paste_three_variables_in_one_operation(client, logged_in, member):
     logged_in(member)
     app = make_app(make_server(), name="api")
     block = "DATABASE_URL=postgres://u:p@db/app\r\nexport SECRET_KEY='s3cr3t'\r\n# comment\r\nPEM=\"a\r\nb\"\r\n"
-    response = client.post(f"/servers/{app.server_id}/apps/api/env/paste", data={"block": block, "restart": "y"})
+    response = paste(client, f"/servers/{app.server_id}/apps/api/env/paste", {"block": block, "restart": "y"})
     assert response.status_code == 303
     [op] = operations("env.apply")
     assert op.data == {"set": ["DATABASE_URL", "SECRET_KEY", "PEM"], "unset": [], "restart": True}
@@ -361,17 +369,53 @@ def test_paste_errors_are_listed_per_line_and_nothing_is_applied(client, logged_
     assert count(EnvVar) == 0 and operations() == [] and entries("env_var.created") == []
 
 
-def test_edit_page_never_shows_the_current_value(client, logged_in, member):
+def test_a_paste_shows_what_it_will_do_before_it_does_it(client, logged_in, member):
     logged_in(member)
     app = make_app(make_server(), name="api")
-    set_env(app, TOKEN="old-distinctive")
+    set_env(app, SAME="1", OLD="x", UNTOUCHED="keep")
+    url = f"/servers/{app.server_id}/apps/api/env/paste"
+    block = "SAME=1\nOLD=y # now y\nNEW=z\n"
+    body = text(client.post(url, data={"block": block}))
+    preview = re.search(r'<div class="preview" role="status" id="env-paste-preview">(.*?)</div>', body, re.S).group(1)
+    words = re.sub(r"<[^>]+>", "", preview)
+    assert "add 1: NEW" in words and "change 1: OLD" in words and "leave 1 unchanged: SAME" in words
+    assert "remove none" in words and "UNTOUCHED" not in words
+    assert operations() == [] and count(EnvVar) == 3
+    token = re.search(r'name="confirmed" value="([0-9a-f]+)"', body).group(1)
+    # A block changed after its preview is previewed again, not applied.
+    assert client.post(url, data={"block": block + "MORE=1\n", "confirmed": token}).status_code == 200
+    assert operations() == []
+    assert client.post(url, data={"block": block, "confirmed": token}).status_code == 303
+    values = {v.key: v.value for v in db.session.scalars(select(EnvVar))}
+    assert values == {"SAME": "1", "OLD": "y", "NEW": "z", "UNTOUCHED": "keep"}
+    [op] = operations("env.apply")
+    assert sorted(op.data["set"]) == ["NEW", "OLD"]
+
+
+def test_edit_starts_from_the_current_value_which_is_an_audited_reveal(client, logged_in, member, viewer):
+    logged_in(member)
+    app = make_app(make_server(), name="api")
+    set_env(app, TOKEN="old-distinctive\nsecond line", BLANK="")
     url = f"/servers/{app.server_id}/apps/api/env/TOKEN/edit"
     page = client.get(url)
+    # A GET never shows it (links, prefetching): the page offers the audited POST.
     assert page.status_code == 200 and "old-distinctive" not in text(page) and "Change <code>TOKEN</code>" in text(page)
+    assert entries("env_var.revealed") == []
+    body = text(client.get(f"/servers/{app.server_id}/apps/api"))
+    assert f'action="{url}"' in body and 'name="load" value="1"' in body
+    assert '<span class="muted" id="env-value-BLANK">(empty)</span>' in body
+    opened = client.post(url, data={"load": "1"})
+    textarea = re.search(r'<textarea[^>]*id="env-edit-value"[^>]*>(.*?)</textarea>', text(opened), re.S).group(1)
+    assert opened.status_code == 200 and textarea.strip("\r\n") == "old-distinctive\nsecond line"
+    [revealed] = entries("env_var.revealed")
+    assert revealed.target_label == "TOKEN" and revealed.actor_email == member.email
+    blank = text(client.post(f"/servers/{app.server_id}/apps/api/env/BLANK/edit", data={"load": "1"}))
+    assert "The current value is empty." in blank
+    assert re.search(r'<textarea[^>]*id="env-edit-value"[^>]*>\s*</textarea>', blank)
     response = client.post(url, data={"value": "new\r\nvalue", "restart": "y"})
     assert response.status_code == 303
     db.session.expire_all()
-    assert db.session.scalar(select(EnvVar)).value == "new\nvalue"
+    assert db.session.scalar(select(EnvVar).where(EnvVar.key == "TOKEN")).value == "new\nvalue"
     assert operations("env.apply")[0].data == {"set": ["TOKEN"], "unset": [], "restart": True}
     assert client.get(f"/servers/{app.server_id}/apps/api/env/NOPE/edit").status_code == 404
 

@@ -18,6 +18,7 @@ from intercity.audit.actor import Actor, acting_as
 from intercity.audit.rules import CATEGORIES, Scope
 from intercity.extensions import db
 from intercity.models import App, AuditCheckpoint, AuditEntry, Operation, Server
+from intercity.models.base import utcnow
 from tests.support.timeline_data import SECRETS, append_raw, finish_operation, team_history
 
 
@@ -524,7 +525,8 @@ def test_admins_verify_the_chain_from_the_timeline(client, logged_in, auth, hist
 
 def _jsonl(body: str) -> tuple[dict, list[dict]]:
     lines = [json.loads(line) for line in body.splitlines()]
-    return lines[0]["intercity_audit_export"], lines[1:]
+    assert lines[-1]["action"] == "audit.export_head"
+    return lines[-1]["intercity_audit_export"], lines[:-1]
 
 
 def _recomputed(row: dict) -> str:
@@ -553,12 +555,12 @@ def test_filtered_csv_export_says_it_is_filtered(client, logged_in, history):
     logged_in(history.ops)
     response = client.get("/audit/export.csv?q=app:api&category=security")
     body = response.get_data(as_text=True)
-    assert response.headers["Content-Disposition"] == 'attachment; filename="intercity-audit-filtered.csv"'
-    comments = [line for line in body.splitlines() if line.startswith("#")]
+    today = utcnow().strftime("%Y-%m-%d")
+    assert response.headers["Content-Disposition"] == f'attachment; filename="intercity-audit-api-filtered-{today}.csv"'
     head_seq, head_hash = chain.head(db.session.connection())
-    assert f"# chain_head: {head_seq}:{head_hash}" in comments
-    assert "# filtered: yes: query category:security app:api" in comments
-    records = list(csv.DictReader(io.StringIO("\n".join(l for l in body.splitlines() if not l.startswith("#")))))
+    *records, last = list(csv.DictReader(io.StringIO(body)))
+    assert (last["action"], int(last["seq"]), last["hash"]) == ("audit.export_head", head_seq, head_hash)
+    assert json.loads(last["diff"])["filter"] == "query category:security app:api"
     expected = db.session.scalars(select(AuditEntry.seq).where(
         AuditEntry.app_name == "api", AuditEntry.category == "security").order_by(AuditEntry.seq)).all()
     assert [int(r["seq"]) for r in records] == expected and len(expected) >= 4
@@ -581,7 +583,8 @@ def test_cli_export(runner, history):
     exported = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "audit.exported"))
     assert exported.actor_kind == "cli" and exported.actor_os_user
     result = runner.invoke(args=["audit", "export", "--format", "csv"])
-    assert result.exit_code == 0 and "# filtered: no" in result.output
+    assert result.exit_code == 0 and result.output.startswith('"seq","id",')
+    assert json.loads(list(csv.DictReader(io.StringIO(result.output)))[-1]["diff"])["filtered"] is False
     result = runner.invoke(args=["audit", "export", "--format", "csv", "--query", "colour:red"])
     assert result.exit_code == 2 and "Unknown qualifier" in result.output
 

@@ -204,16 +204,24 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?$")
 
 
+def _after(moment: datetime, step: timedelta) -> datetime:
+    # The last day of year 9999 has no next day: its end is the last representable instant.
+    try:
+        return moment + step
+    except OverflowError:
+        return datetime.max.replace(tzinfo=timezone.utc)
+
+
 def _moment(text: str, token: str) -> tuple[datetime, datetime]:
     """(start, end) of a day or an instant, in UTC; end is exclusive."""
     try:
         if _DATE.match(text):
             day = date.fromisoformat(text)
             start = datetime.combine(day, time(), tzinfo=timezone.utc)
-            return start, start + timedelta(days=1)
+            return start, _after(start, timedelta(days=1))
         if _DATETIME.match(text):
             instant = datetime.fromisoformat(text.rstrip("Z").replace(" ", "T")).replace(tzinfo=timezone.utc)
-            return instant, instant + timedelta(microseconds=1)
+            return instant, _after(instant, timedelta(microseconds=1))
     except ValueError:
         raise QueryError(f"{token!r}: {text} is not a real date.", token) from None
     raise QueryError(f"{token!r}: write dates as YYYY-MM-DD (UTC), e.g. created:>=2026-01-01 or "

@@ -267,6 +267,9 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
 
 
 def sentence(entry: AuditEntry, operation: Operation | None = None) -> Sentence:
+    if entry.action == "user.created" and entry.actor_kind == "anonymous":
+        # Only the first-run page creates a user without a logged-in actor: the person setting up.
+        return Sentence([Part(_label(entry), "actor"), Part(" set up the panel and became its first admin")])
     return Sentence([*_actor(entry), *predicate(entry, operation)])
 
 

@@ -26,14 +26,15 @@ class TranscriptProblem:
                 f"they no longer match the digest in entry {self.seq}")
 
 
-def verify(connection, *, start_seq: int = 0) -> TranscriptProblem | None:
-    """The first outcome entry after start_seq whose operation's command runs no longer match its digest."""
-    outcomes = connection.execute(
-        select(AuditEntry.seq, AuditEntry.operation_id, AuditEntry.target_label, AuditEntry.diff)
-        .where(AuditEntry.seq > start_seq, AuditEntry.action.in_(OUTCOME_ACTIONS),
-               AuditEntry.operation_id.is_not(None))
-        .order_by(AuditEntry.seq)
-    ).all()
+def verify(connection, *, start_seq: int = 0, end_seq: int | None = None) -> TranscriptProblem | None:
+    """The first outcome entry after start_seq (up to end_seq) whose operation's command runs no longer
+    match its digest."""
+    statement = (select(AuditEntry.seq, AuditEntry.operation_id, AuditEntry.target_label, AuditEntry.diff)
+                 .where(AuditEntry.seq > start_seq, AuditEntry.action.in_(OUTCOME_ACTIONS),
+                        AuditEntry.operation_id.is_not(None)))
+    if end_seq is not None:
+        statement = statement.where(AuditEntry.seq <= end_seq)
+    outcomes = connection.execute(statement.order_by(AuditEntry.seq)).all()
     # The newest outcome entry of an operation speaks for its runs (the entry is itself chained).
     latest = {}
     for row in outcomes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from intercity import validation
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, attempt, back, recent_timeline,
     unconfirmed,
@@ -194,8 +195,16 @@ def paste_env(server_id: int, name: str):
     form = EnvPasteForm()
     block_errors = []
     if form.validate_on_submit():
-        result, error = attempt(lambda: env_service.paste_block(app, _user(), text=form.block.data or "",
-                                                                restart=form.restart.data), form, "block")
+        def paste():
+            preview = env_service.preview_block(app, _user(), text=form.block.data or "")
+            if request.form.get("confirmed") != preview.token:
+                return preview  # first what it will do; the same block confirmed applies it
+            return env_service.paste_block(app, _user(), text=form.block.data or "", restart=form.restart.data)
+
+        result, error = attempt(paste, form, "block")
+        if isinstance(result, env_service.EnvPreview):
+            return render_template("apps/show.html", **_context(app, paste_form=form), block_errors=[],
+                                   paste_preview=result)
         if error is None:
             return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
         if isinstance(error, env_service.EnvBlockError):
@@ -212,6 +221,15 @@ def edit_env(server_id: int, name: str, key: str):
     if env_service.get_var(app, key) is None:
         abort(404)
     form = EnvEditForm()
+    if request.method == "POST" and request.form.get("load") == "1":
+        # Editing starts from the current value: showing it is a reveal, audited as one.
+        try:
+            value = env_service.reveal(app, _user(), key=key)
+        except ValidationError:
+            abort(404)
+        db.session.commit()
+        form = EnvEditForm(formdata=None, data={"value": value, "restart": True})
+        return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form, loaded=True)
     if form.validate_on_submit():
         result, error = attempt(lambda: env_service.edit_var(app, _user(), key=key, value=form.value.data or "",
                                                              restart=form.restart.data), form, "value")
@@ -219,7 +237,8 @@ def edit_env(server_id: int, name: str, key: str):
             return back(_page(app) + "#env", *_env_message(result, app), operation=result.operation)
         app = _app(server_id, name)
     status = 422 if request.method == "POST" else 200
-    return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form), status
+    return render_template("apps/env_edit.html", app=app, server=app.server, key=key, form=form,
+                           loaded=False), status
 
 
 @bp.post("/<name>/env/<key>/remove")
@@ -260,7 +279,8 @@ def add_domain(server_id: int, name: str):
                                "domain")
         if error is None:
             domain, op = added
-            return back(_page(app) + "#domains", f"Adding {domain.hostname} to {app.name}…", "info", operation=op)
+            shown = validation.domain_display(domain.hostname)
+            return back(_page(app) + "#domains", f"Adding {shown} to {app.name}…", "info", operation=op)
     return _invalid(server_id, name, domain_form=form)
 
 

@@ -6,7 +6,8 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
 from flask_login import current_user, login_required
 from sqlalchemy import func, not_, select
 
-from intercity.audit import export, integrity, query, timeline
+from intercity import input_guard
+from intercity.audit import chain, export, integrity, query, timeline
 from intercity.audit.capture import record_event
 from intercity.audit.query import Filter, QueryError
 from intercity.extensions import db
@@ -72,7 +73,7 @@ def _scope_query(scope: timeline.Scope, text: str) -> str:
 
 def _timeline(scope: timeline.Scope):
     flt = Filter.from_args(request.args, scope.conditions)
-    before = request.args.get("before", type=int)
+    before = input_guard.id_arg(request.args.get("before"))
     error, page_rows, older = None, [], None
     try:
         page = query.page(db.session, flt.conditions(), before=before)
@@ -116,7 +117,7 @@ def app_timeline(server_id: int, name: str):
     return _timeline(_scope(server_id, name))
 
 
-@bp.get("/audit/<int:seq>")
+@bp.get("/audit/<seq:seq>")
 @login_required
 def entry(seq: int):
     # An entry's number is its seq: chained, so swapping row ids cannot make a link show another entry.
@@ -144,8 +145,9 @@ def _print(scope: timeline.Scope):
         select(func.count(AuditEntry.id), func.min(AuditEntry.created_at), func.max(AuditEntry.created_at))
         .where(*shown)
     ).one()
-    check = integrity.verify()
-    db.session.commit()  # keep the new checkpoint: the next print starts there
+    # A GET stores nothing: the print checks one step from the newest checkpoint ("Verify chain" and
+    # `intercity audit verify` store checkpoints).
+    check = integrity.verify(save=False)
     # Read now: the page is streamed after this request's session is gone.
     printed_by = current_user.email
 
@@ -207,11 +209,14 @@ def _export(fmt: str):
     description = flt.describe()
     export.record(db.session, fmt, description)
     db.session.commit()
-    filename = f"intercity-audit{'-filtered' if description else ''}.{fmt}"
-    response = Response(stream_with_context(export.lines(db.session, fmt, conditions, description)),
+    # Read before streaming so a header can repeat it; the export's last record carries it too.
+    head = chain.head(db.session.connection())
+    filename = export.filename(fmt, flt.query, flt.categories)
+    response = Response(stream_with_context(export.lines(db.session, fmt, conditions, description, head)),
                         mimetype=export.MEDIA_TYPES[fmt].split(";")[0])
     response.headers["Content-Type"] = export.MEDIA_TYPES[fmt]
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["X-Intercity-Chain-Head"] = f"{head[0]}:{head[1]}"
     return response
 
 
@@ -232,9 +237,16 @@ def export_jsonl():
 @bp.post("/audit/verify")
 @require_role("admin")
 def verify():
-    """Verify the chain from the last checkpoint; the result is shown and becomes an entry itself."""
+    """Verify the next step of the chain from the last checkpoint; the final result becomes an entry itself.
+
+    Each request verifies at most `integrity.STEP` entries and stores a checkpoint, so a long chain
+    never meets the web worker's timeout: with htmx the result fragment asks for the next step until
+    the head is reached, showing how far it got; without JavaScript each press continues.
+    """
     check = integrity.verify()
-    if check.ok:
+    if check.ok and not check.complete:
+        pass  # a step on the way: its checkpoint is stored, the entry comes with the last step
+    elif check.ok:
         record_event(db.session, "audit.verified", target_type="audit_log", target_label="audit log",
                      diff={"head_seq": [None, check.head_seq], "head_hash": [None, check.head_hash],
                            "checked": [None, check.checked], "total": [None, check.total]})
@@ -244,7 +256,7 @@ def verify():
     db.session.commit()
     if htmx.request:
         return render_template("audit/_verify.html", check=check)
-    flash(check.summary, "success" if check.ok else "error")
+    flash(check.summary, "error" if not check.ok else "success" if check.complete else "info")
     return redirect(request.referrer if _local(request.referrer) else url_for("audit.timeline"))
 
 

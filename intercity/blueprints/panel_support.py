@@ -51,7 +51,7 @@ class EnvVarForm(FlaskForm):
 
 
 class EnvEditForm(FlaskForm):
-    value = TextAreaField("New value", id="env-edit-value")
+    value = TextAreaField("Value", id="env-edit-value")
     restart = BooleanField("Restart the app to apply", default=True, id="env-edit-restart")
 
 

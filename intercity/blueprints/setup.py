@@ -21,12 +21,26 @@ class SetupForm(FlaskForm):
     confirm = PasswordField("Repeat the password", validators=[InputRequired(), EqualTo("password", "The passwords differ.")])
 
 
+def _validate_all(form: SetupForm) -> bool:
+    """Every field's problem at once: the form's own checks, then the account rules the service applies."""
+    valid = form.validate()
+    for name, check in (("email", users.check_email), ("password", users.check_password)):
+        field = getattr(form, name)
+        if field.data and not field.errors:
+            try:
+                check(field.data)
+            except ValidationError as error:
+                field.errors.append(error.message)
+                valid = False
+    return valid
+
+
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
     if not first_run():
         abort(404)
     form = SetupForm()
-    if form.validate_on_submit():
+    if form.is_submitted() and _validate_all(form):
         try:
             admin = users.create_first_admin(form.email.data, form.password.data)
         except ValidationError as error:

@@ -80,11 +80,17 @@ def _format(json_format: bool) -> tuple[str, ...]:
 
 def _existing_app(app: str) -> str:
     # Apps imported from a server may predate Dokku's stricter naming rule.
-    return validation.app_name(app, legacy=True)
+    return validation.operand(validation.app_name(app, legacy=True), "name")
+
+
+def _domain(hostname: str) -> str:
+    # Dokku's own rule: rows already in the panel or read from a server may predate the DNS
+    # rule, and `domains:set` of the remaining ones must not fail forever because of one.
+    return validation.operand(validation.domain(hostname, legacy=True), "domain")
 
 
 def _domains(domains: list[str]) -> list[str]:
-    cleaned = list(dict.fromkeys(validation.domain(d) for d in domains))
+    cleaned = list(dict.fromkeys(_domain(d) for d in domains))
     if not cleaned:
         raise ValidationError("Enter at least one domain.", "domain")
     return cleaned
@@ -141,7 +147,7 @@ def apps_list(json_format: bool) -> Command:
 
 
 def apps_create(app: str) -> Command:
-    app = validation.app_name(app)
+    app = validation.operand(validation.app_name(app), "name")
     return _command("apps:create", "apps:create", app, app=app)
 
 
@@ -173,7 +179,7 @@ def config_set(app: str, pairs: dict[str, str], restart: bool) -> list[Command]:
         # compares like with like; one Dokku cannot store (set before that was refused) is
         # never sent, as it would break the app's config on the server.
         validation.env_value(value)
-        key = validation.env_key(key)
+        key = validation.operand(validation.env_key(key), "key")
         encoded[key] = (value, f"{key}={_encode(value)}")
 
     prefix = ("--quiet", "config:set", "--encoded", "--no-restart", app)
@@ -214,7 +220,7 @@ def config_set(app: str, pairs: dict[str, str], restart: bool) -> list[Command]:
 
 def config_unset(app: str, keys: list[str], restart: bool) -> Command:
     app = _existing_app(app)
-    names = sorted({validation.env_key(k) for k in keys})
+    names = sorted({validation.operand(validation.env_key(k), "key") for k in keys})
     if not names:
         raise ValidationError("Choose at least one variable to remove.", "key")
     flags = () if restart else ("--no-restart",)
@@ -246,7 +252,7 @@ def domains_clear(app: str) -> Command:
 
 def domains_remove_safely(app: str, current: list[str], remove: str) -> Command:
     """Remove one domain by setting the rest: `domains:remove` treats its argument as a regex."""
-    target = validation.domain(remove)
+    target = _domain(remove)
     remaining = [d for d in current if d.strip().lower() != target]
     return domains_set(app, remaining) if remaining else domains_clear(app)
 
@@ -259,15 +265,19 @@ def domains_report(app: str, json_format: bool) -> Command:
 # --- ssh keys ------------------------------------------------------------------------
 
 
+def _key_name(name: str) -> str:
+    return validation.operand(validation.deploy_key_name(name), "name")
+
+
 def ssh_keys_add(name: str, public_key_line: str) -> Command:
-    name = validation.deploy_key_name(name)
+    name = _key_name(name)
     key = validation.public_key(public_key_line)
     # Dokku reads the first line of stdin when stdin is a pipe.
     return _command("ssh-keys:add", "ssh-keys:add", name, stdin=(key.line + "\n").encode())
 
 
 def ssh_keys_remove(name: str) -> Command:
-    return _command("ssh-keys:remove", "ssh-keys:remove", validation.deploy_key_name(name))
+    return _command("ssh-keys:remove", "ssh-keys:remove", _key_name(name))
 
 
 def ssh_keys_remove_fingerprint(fingerprint: str) -> Command:

@@ -442,7 +442,7 @@ def server_import(ctx: OperationContext) -> None:
             db.session.add(var)
         for host in dict.fromkeys(hosts):
             try:
-                hostname = validation.domain(host)
+                hostname = validation.operand(validation.domain(host, legacy=True), "domain")
             except ValidationError:
                 ctx.warn(f"{name}: the domain {host} was not imported, it is not a valid hostname.")
                 continue
@@ -466,8 +466,9 @@ def deploy_keys_apply(ctx: OperationContext) -> None:
             continue  # added back since: it stays
         if fingerprint and fingerprint not in on_server:
             continue  # already gone
-        if removal.get("adopted") or not name:
-            # Adopted keys keep names Dokku never validated: remove them by fingerprint.
+        if removal.get("adopted") or not name or name.startswith("-"):
+            # Adopted keys keep names Dokku never validated, and a name with a leading `-`
+            # would be read as an option: remove those by fingerprint.
             ctx.run(commands.ssh_keys_remove_fingerprint(fingerprint))
         else:
             ctx.run(commands.ssh_keys_remove(name))
@@ -566,6 +567,10 @@ def domains_apply(ctx: OperationContext) -> None:
         json_format = ctx.version.json_domains_report
         present = parsers.parse_domains(ctx.run(commands.domains_report(name, json_format)).out, json_format)
         remaining = [host for host in present if host not in remove]
+        for host in [h for h in remaining if h.startswith("-")]:
+            # Dokku would read it as an option, so `domains:set` could never succeed with it.
+            ctx.warn(f"{host} was dropped from {name}: Dokku would read it as an option.")
+            remaining.remove(host)
         if remaining != present:
             ctx.run(commands.domains_set(name, remaining) if remaining else commands.domains_clear(name))
 

@@ -73,6 +73,11 @@ class EnvVar(db.Model):
     def value(self) -> str:
         return crypto.decrypt(self.value_encrypted)
 
+    @property
+    def empty(self) -> bool:
+        """An empty value is no secret: pages show it as empty rather than masked."""
+        return self.value_fingerprint == crypto.fingerprint("")
+
     @value.setter
     def value(self, plaintext: str) -> None:
         fingerprint = crypto.fingerprint(plaintext)

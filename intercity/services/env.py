@@ -5,6 +5,8 @@ one `env.apply` operation naming the keys; the job reads current values when it 
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -114,6 +116,40 @@ def remove_var(app: App, user, *, key: str, restart: bool = True) -> EnvResult:
     return EnvResult(removed=[key], operation=operation)
 
 
+@dataclass
+class EnvPreview:
+    """What pasting a block would do; `token` changes when the block or the current values do."""
+
+    added: list[str]
+    changed: list[str]
+    unchanged: list[str]
+    token: str
+
+
+def preview_block(app: App, user, *, text: str) -> EnvPreview:
+    """Keys a pasted block would add, change and leave as they are (a paste never removes one)."""
+    require(user, "member")
+    ensure_usable(app)
+    pairs = parse_block(text)
+    if not pairs:
+        raise ValidationError("Paste at least one line of the form KEY=value.", "block")
+    added, changed, unchanged = [], [], []
+    state = []
+    for key, value in pairs.items():
+        var = _get(app, key)
+        fingerprint = crypto.fingerprint(value)
+        if var is None:
+            added.append(key)
+        elif var.value_fingerprint == fingerprint:
+            unchanged.append(key)
+        else:
+            changed.append(key)
+        state.append(f"{key}={fingerprint}:{var.value_fingerprint if var else '-'}")
+    # Keyed fingerprints only: the token shows nothing of the values it stands for.
+    token = hashlib.sha256("\n".join(state).encode()).hexdigest()[:32]
+    return EnvPreview(added, changed, unchanged, token)
+
+
 def paste_block(app: App, user, *, text: str, restart: bool = True) -> EnvResult:
     """Set every variable of a .env block in one operation; a single bad line changes nothing."""
     require(user, "member")
@@ -137,13 +173,15 @@ def reveal(app: App, user, *, key: str) -> str:
 
 # --- .env parsing ---------------------------------------------------------------------
 
+_INLINE_COMMENT = re.compile(r"\s#.*$")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$", "`": "`"}
 
 
 def parse_block(text: str) -> dict[str, str]:
     """Parse a .env block: KEY=value per line, `export ` allowed, `#` comment lines and blank lines skipped.
 
-    Unquoted values run to the end of the line (a `#` in them is kept) and are trimmed.
+    Unquoted values run to the end of the line or to a ` #` comment (a `#` with no space before it is
+    kept), and are trimmed, as python-dotenv, Docker Compose and Dokku read them.
     'single quotes' keep everything literally; "double quotes" understand \\n, \\t, \\", \\\\ and may
     span several lines. Browsers send CRLF line breaks: they become LF. Raises EnvBlockError
     naming every bad line; nothing is returned half-parsed.
@@ -174,7 +212,7 @@ def parse_block(text: str) -> dict[str, str]:
             errors.append((number, "the name before “=” is not a valid variable name: use letters, digits and "
                                    "underscores, not starting with a digit"))
             continue
-        rest = rest.lstrip()
+        raw, rest = rest, rest.lstrip()
         if rest.startswith("'"):
             end = rest.find("'", 1)
             if end == -1:
@@ -189,7 +227,9 @@ def parse_block(text: str) -> dict[str, str]:
                 continue
             i += consumed
         else:
-            value, tail = rest.strip(), ""
+            # As dotenv, Docker Compose and Dokku read it: whitespace then `#` starts a comment;
+            # a `#` inside the value (`a#b`, `https://x/#top`) stays.
+            value, tail = _INLINE_COMMENT.sub("", raw).strip(), ""
         tail = tail.strip()
         if tail and not tail.startswith("#"):
             errors.append((number, f"unexpected text after the quoted value of {key}"))
