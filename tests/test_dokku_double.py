@@ -27,13 +27,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.ssh_fixtures import require_environment
+from tests.support.ssh_fixtures import SUDO_USER, SUDO_USER_WITH_PASSWORD, require_environment
 from tests.support.sshd import DokkuDouble, SshServer
 
 pytestmark = pytest.mark.ssh
 
-SUDO_USER = "intercity-ops"
-SUDO_USER_WITH_PASSWORD = "intercity-ops-pw"
 
 
 # --------------------------------------------------------------------------

@@ -20,12 +20,12 @@ from intercity.models import App, AuditEntry, DeployKey, Domain, EnvVar, Operati
 from intercity.services.operations import request_operation, retry
 from tests.support.builders import make_app
 from tests.support.operations import AWKWARD, apply_env, argvs, run_op, runs, set_env, settle
-from tests.support.ssh_fixtures import SUDO_USER, make_dokku_server
+from tests.support.ssh_fixtures import RUN_TAG, SUDO_USER, make_dokku_server
 from tests.support.sshd import SshServer
 
 pytestmark = pytest.mark.ssh
 
-SUDO_USER_TO_FIX = "intercity-ops-fix"
+SUDO_USER_TO_FIX = f"intercity-ops-fix-{RUN_TAG}"
 
 
 def retried(app, op: Operation, user) -> Operation:

@@ -15,7 +15,7 @@ from intercity.extensions import db
 from intercity.models import App, CommandRun, DeployKey, EnvVar, Operation, Server
 from tests.support.builders import make_app
 from tests.support.panel import ED25519, actions, finish, install_panel_key, operations, sshd_server
-from tests.support.ssh_fixtures import make_dokku_server
+from tests.support.ssh_fixtures import SUDO_USER, SUDO_USER_WITH_PASSWORD, make_dokku_server
 
 HTMX = {"HX-Request": "true"}
 
@@ -75,18 +75,18 @@ def test_add_a_server_install_the_line_and_test_the_connection(app, client, logg
 
 def test_a_non_root_user_with_the_sudoers_line(app, client, logged_in, admin, sshd, dokku):
     logged_in(admin)
-    server = sshd_server(sshd, ssh_user="intercity-ops")
-    assert "intercity-ops ALL=(root) NOPASSWD: /usr/bin/dokku" in text(client.get(f"/servers/{server.id}"))
+    server = sshd_server(sshd, ssh_user=SUDO_USER)
+    assert f"{SUDO_USER} ALL=(root) NOPASSWD: /usr/bin/dokku" in text(client.get(f"/servers/{server.id}"))
     client.post(f"/servers/{server.id}/check")
     finish(app)
     assert db.session.get(Server, server.id).status == "ready"
-    assert [call["sudo_user"] for call in dokku.calls()][:1] == ["intercity-ops"]
+    assert [call["sudo_user"] for call in dokku.calls()][:1] == [SUDO_USER]
 
 
 def test_connection_test_errors_say_what_to_fix(app, client, logged_in, admin, sshd, dokku):
     logged_in(admin)
     not_installed = sshd_server(sshd, install_key=False, name="no-key")
-    needs_password = sshd_server(sshd, ssh_user="intercity-ops-pw", passwordless_sudo=False, name="sudo-pw")
+    needs_password = sshd_server(sshd, ssh_user=SUDO_USER_WITH_PASSWORD, passwordless_sudo=False, name="sudo-pw")
     for server in (not_installed, needs_password):
         client.post(f"/servers/{server.id}/check")
     finish(app)

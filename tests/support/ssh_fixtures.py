@@ -16,7 +16,7 @@
   authorized, its host key pinned and Dokku version stored as a connection test leaves them.
 * `make_dokku_server(sshd, **overrides)`: the builder behind it, for variants: `pinned=False`
   (a fresh server before its first connection test), `authorize=False` (the key is not
-  installed), `ssh_user="intercity-ops"` (a real Unix user with passwordless sudo for the
+  installed), `ssh_user=SUDO_USER` (a real Unix user with passwordless sudo for the
   double; `passwordless_sudo=False` makes sudo ask for a password: use another user name).
 * `wait_for_operations(app)`: block until the in-process runner has applied what was enqueued.
 """
@@ -31,8 +31,12 @@ from tests.support.sshd import SSHD, DokkuDouble, SshServer, _double
 
 DEFAULT_DOKKU_VERSION = _double.DEFAULT_VERSION
 
-SUDO_USER = "intercity-ops"
-SUDO_USER_WITH_PASSWORD = "intercity-ops-pw"
+# Unix users of this run alone: sudo reads every drop-in in /etc/sudoers.d, and the `secure_path` of
+# another run's drop-in for the same name (two suites at once, or one that was killed) would send this
+# run's `sudo dokku` to that run's double, whose rules differ.
+RUN_TAG = f"{os.getpid():x}"
+SUDO_USER = f"intercity-ops-{RUN_TAG}"
+SUDO_USER_WITH_PASSWORD = f"intercity-ops-pw-{RUN_TAG}"
 
 
 def require_environment() -> None:

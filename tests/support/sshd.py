@@ -13,8 +13,8 @@ use them:
 
 Needs root (sshd, useradd, /etc/sudoers.d) and the Debian packages
 openssh-server and sudo. Nothing is installed system-wide except, on request,
-a test user and a sudoers drop-in, which ``close()`` removes again (the user
-stays).
+a test user and a sudoers drop-in, which ``close()`` removes again (with the
+users it created).
 
 Files the SSH *user* must reach (the wrapper, the launcher, authorized_keys,
 the double's state) live in a world-readable directory made with mkdtemp,
@@ -251,6 +251,7 @@ class SshServer:
         self._process: subprocess.Popen | None = None
         self._log = None
         self._sudoers_files: list[Path] = []
+        self._created_users: list[str] = []
         self._write_runtime_files()
         self._generate_host_key()
 
@@ -414,6 +415,9 @@ class SshServer:
         for path in self._sudoers_files:
             path.unlink(missing_ok=True)
         self._sudoers_files.clear()
+        for name in self._created_users:
+            subprocess.run(["userdel", "--remove", name], capture_output=True)
+        self._created_users.clear()
         shutil.rmtree(self.public_dir, ignore_errors=True)
 
     def __enter__(self) -> "SshServer":
@@ -444,7 +448,7 @@ class SshServer:
         """Remove every key of ``user``."""
         self._keys_file(user).unlink(missing_ok=True)
 
-    def ensure_sudo_user(self, name: str = "intercity-ops", passwordless: bool = True) -> str:
+    def ensure_sudo_user(self, name: str, passwordless: bool = True) -> str:
         """Create Unix user ``name`` if missing and let it run ``sudo dokku``.
 
         With ``passwordless=False`` sudo wants a password, so ``sudo -n dokku``
@@ -458,6 +462,7 @@ class SshServer:
             # '*' (not useradd's default '!'): with UsePAM no, sshd refuses
             # accounts whose password field starts with '!'.
             _run("useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", name)
+            self._created_users.append(name)
         else:
             self._unlock(name)
         home = Path(pwd.getpwnam(name).pw_dir)
