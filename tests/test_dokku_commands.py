@@ -13,7 +13,7 @@ NASTY = [
     "",
     "plain",
     "it's",
-    '"double"',
+    '"double" quoted',
     "$(rm -rf /)",
     "`id`",
     "a b\tc",
@@ -188,6 +188,13 @@ def test_config_set_argv_display_and_secrets():
     assert set(command.secrets) == {"hunter2", "1"}
     assert command.kind == "config:set" and command.app == "api" and command.stdin is None
     assert "hunter2" not in " ".join(command.display)
+
+
+@pytest.mark.parametrize("value", ['ends with "', "ends with \\"])
+def test_config_set_never_sends_a_value_dokku_cannot_store(value):
+    # One stored before the form refused such values must not break the app's config on the server.
+    with pytest.raises(ValidationError, match="Dokku"):
+        c.config_set("api", {"K": value}, restart=False)
 
 
 def test_config_set_without_restart():
