@@ -48,7 +48,7 @@ def test_setup_shows_every_error_at_once_and_the_first_entry_reads_as_setting_up
     body = client.post("/setup", data={"email": "not-an-email", "password": "short", "confirm": "other"}
                        ).get_data(as_text=True)
     assert "not a valid email address" in _field_error(body, "email")
-    assert "at least 10 characters" in _field_error(body, "password")
+    assert "at least 12 characters" in _field_error(body, "password")
     assert "The passwords differ." in _field_error(body, "confirm")
     response = client.post("/setup", data={"email": "ops@example.com", "password": PASSWORD, "confirm": PASSWORD})
     assert response.status_code == 302

@@ -83,7 +83,7 @@ def test_app_names_fit_in_one_dns_label():
 @pytest.mark.parametrize("value", OPTIONS)
 def test_every_builder_refuses_an_option_as_a_name(value):
     builders = [
-        lambda: c.apps_create(value), lambda: c.apps_destroy(value), lambda: c.apps_report(value, True),
+        lambda: c.apps_create(value), lambda: c.apps_destroy(value), lambda: c.ps_report(value, True),
         lambda: c.ps_restart(value), lambda: c.ps_report(value, False), lambda: c.domains_clear(value),
         lambda: c.config_set("api", {value: "x"}, restart=True), lambda: c.config_unset("api", [value], restart=True),
         lambda: c.config_export_json(value),

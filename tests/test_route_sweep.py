@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from intercity.extensions import db
-from intercity.models import AuditEntry, DeployKey, Domain, EnvVar
+from intercity.models import AuditEntry, DeployKey, Domain, EnvVar, User
 from tests.support import databases
 from tests.support.builders import make_app, make_server, make_user
 from tests.support.panel import ED25519
@@ -121,8 +121,9 @@ def shared(request, redis_url, tmp_path_factory):
                      "key_id": key.id, "operation_id": op.id, "entry_id": entry.id, "seq": entry.seq}
             for role in ROLES:
                 _discover(app, users.get(role), world, fields)
+            user_ids = {role: user.id for role, user in users.items()}
             db.session.remove()
-        yield app, users, world, fields
+        yield app, user_ids, world, fields
         from redis import Redis
         from rq import Queue
 
@@ -155,8 +156,9 @@ def _path(rule, world: dict):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_no_route_answers_5xx_to_generated_input(shared, role):
-    app, users, world, found = shared
-    client = _client(app, users.get(role))  # one browser for the whole sweep: it never logs out
+    app, user_ids, world, found = shared
+    with app.app_context():  # one browser for the whole sweep: it never logs out
+        client = _client(app, db.session.get(User, user_ids[role]) if role in user_ids else None)
     checked = 0
     for rule, method in _routes(app):
         if rule.endpoint == "auth.logout":

@@ -13,7 +13,7 @@ import pytest
 from flask import render_template_string
 from sqlalchemy import func, inspect, select, text
 
-from intercity.audit import chain, query, timeline
+from intercity.audit import chain, integrity, query, timeline
 from intercity.audit.actor import Actor, acting_as
 from intercity.audit.rules import CATEGORIES, Scope
 from intercity.extensions import db
@@ -471,9 +471,12 @@ def test_print_of_an_app_has_every_entry_a_header_and_the_chain_footer(client, l
     head_seq, head_hash = chain.head(db.session.connection())
     assert f"Chain head: {head_seq}:{head_hash}" in words
     assert f"Verification: intact: {head_seq} entries verified up to entry {head_seq}" in words
-    assert db.session.scalar(select(AuditCheckpoint.seq).order_by(AuditCheckpoint.seq.desc()).limit(1)) == head_seq
+    # A GET stores nothing: checkpoints come from "Verify chain" and `intercity audit verify`.
+    assert db.session.scalar(select(AuditCheckpoint.seq).order_by(AuditCheckpoint.seq.desc()).limit(1)) is None
 
-    # The next print verifies from that checkpoint, not from the start.
+    # Once "Verify chain" stored a checkpoint, the next print verifies from it, not from the start.
+    integrity.verify(full=True)
+    db.session.commit()
     _same_moment_entries(3)
     _, again = get(client, "/audit/print?category=security")
     words = plain(again)
@@ -597,7 +600,7 @@ def _audit_urls(app, server_id: int, entry_id: int) -> list[tuple[str, str]]:
         if rule.endpoint.startswith("audit."):
             method = "POST" if "POST" in rule.methods else "GET"
             urls.append((method, rule.rule.replace("<int:server_id>", str(server_id)).replace("<name>", "api")
-                         .replace("<int:seq>", str(entry_id))))
+                         .replace("<seq:seq>", str(entry_id))))
     return urls
 
 

@@ -136,7 +136,7 @@ def preview_block(app: App, user, *, text: str) -> EnvPreview:
     added, changed, unchanged = [], [], []
     state = []
     for key, value in pairs.items():
-        var = _get(app, key)
+        var = get_var(app, key)
         fingerprint = crypto.fingerprint(value)
         if var is None:
             added.append(key)
