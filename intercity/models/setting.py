@@ -22,3 +22,8 @@ class PanelSetting(db.Model):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = audited(String(255))
+
+    @property
+    def id(self) -> str:
+        # Audit entries name their target by id; a setting's is its key.
+        return self.key

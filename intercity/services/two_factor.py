@@ -115,8 +115,9 @@ def _accept_recovery(user: User, code: str) -> bool:
     if row is None:
         return False
     row.used_at = utcnow()
+    db.session.flush()  # so the count below leaves this one out
     record_event(db.session, "user.recovery_code_used", target_type="user", target_id=user.id,
-                 target_label=user.email, diff={"left": [None, recovery_codes_left(user) - 1]})
+                 target_label=user.email, diff={"left": [None, recovery_codes_left(user)]})
     return True
 
 
