@@ -17,17 +17,6 @@ document.addEventListener('securitypolicyviolation', function (e) {
 """
 
 
-@pytest.fixture
-def now(monkeypatch):
-    from intercity import clock
-
-    class Clock:
-        t = 1_900_000_000.0
-
-    monkeypatch.setattr(clock, "now", lambda: Clock.t)
-    return Clock
-
-
 def test_a_member_sets_up_two_factor_login_and_logs_in_with_a_code(app, live_server, page, member, now):
     page.add_init_script(WATCH_CSP)
     page.goto("/login")

@@ -10,33 +10,16 @@ import pytest
 from intercity import crypto
 from intercity.extensions import db
 from intercity.services import two_factor
-from tests.support.audit import entries as _entries
-from tests.support.builders import PASSWORD, make_user
+from tests.support.audit import committed_entries as entries
+from tests.support.builders import PASSWORD
 from tests.support.sessions import client_for
 
 NEW_PASSWORD = "a brand new passphrase"
-START = 1_900_000_000.0
-
-
-@pytest.fixture
-def now(monkeypatch):
-    from intercity import clock
-
-    class Clock:
-        t = START
-
-    monkeypatch.setattr(clock, "now", lambda: Clock.t)
-    return Clock
 
 
 @pytest.fixture
 def web(make_app, smtp):
     return make_app()
-
-
-def entries(**where):
-    db.session.rollback()
-    return _entries(**where)
 
 
 def _ask(web, email):
@@ -56,6 +39,7 @@ def test_the_answer_is_the_same_for_every_address_and_only_an_account_gets_mail(
     known, known_time = _ask(web, member.email)
     unknown, unknown_time = _ask(web, "nobody@example.com")
     assert known.status_code == unknown.status_code == 200
+
     def text(response):  # each page has its own CSRF token; everything else must be the same
         return re.sub(r'"X-CSRFToken": "[^"]+"', "", response.get_data(as_text=True))
 

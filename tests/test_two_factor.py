@@ -12,33 +12,14 @@ from intercity import crypto
 from intercity.extensions import db
 from intercity.models import RecoveryCode, User
 from intercity.services import two_factor
-from tests.support.audit import entries as _entries
-from tests.support.builders import PASSWORD, make_user
+from tests.support.audit import committed_entries as entries
+from tests.support.builders import PASSWORD
 from tests.support.sessions import client_for
-
-START = 1_900_000_000.0  # a fixed moment at the start of a 30-second step
-
-
-@pytest.fixture
-def now(monkeypatch):
-    """The panel's clock, turned by the test: `now.t += 30` is the next TOTP step."""
-    from intercity import clock
-
-    class Clock:
-        t = START
-
-    monkeypatch.setattr(clock, "now", lambda: Clock.t)
-    return Clock
 
 
 @pytest.fixture
 def web(make_app, smtp):
     return make_app()
-
-
-def entries(**where):
-    db.session.rollback()
-    return _entries(**where)
 
 
 def _reload(user) -> None:
