@@ -14,6 +14,7 @@ from intercity.models import RecoveryCode, User
 from intercity.services import two_factor
 from tests.support.audit import committed_entries as entries
 from tests.support.builders import PASSWORD
+from tests.support.notify import wait_until
 from tests.support.sessions import client_for
 
 
@@ -187,6 +188,8 @@ def test_an_admin_resets_someones_2fa_audited_alerted_and_told_by_mail(web, admi
     web.extensions["intercity_jobs"].wait_idle()
     told = [m for m in smtp.wait_for(1) if m["To"] == member.email]
     assert told and "reset" in told[0]["Subject"] and admin.email in told[0].get_body(("plain",)).get_content()
+    alert = f"Security alert: {admin.email} reset the two-factor login of {member.email}"
+    wait_until(lambda: any(alert in m["Subject"] for m in smtp.messages), message="the reset's alert")
     # a member may not reset anyone's
     enrol(admin, now)
     assert client_for(web, member).post(f"/team/users/{admin.id}/reset-2fa").status_code == 403
