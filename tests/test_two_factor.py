@@ -140,6 +140,8 @@ def test_the_code_step_is_throttled_with_the_passwords(make_app, app, member, no
 
 def test_required_2fa_is_an_audited_setting_and_allows_nothing_but_enrolment(web, admin, member, now):
     admin_client = client_for(web, admin)
+    refused = admin_client.post("/settings/two-factor", data={"required": "y"}, follow_redirects=True)
+    assert "Set up your own two-factor login first" in refused.get_data(as_text=True) and not two_factor.required()
     enrol(admin, now)
     assert admin_client.post("/settings/two-factor", data={"required": "y"}).status_code == 303
     (entry,) = entries(action="settings.changed")

@@ -67,8 +67,10 @@ def two_factor_policy():
     if not form.validate_on_submit():
         abort(400)
     on = bool(form.required.data)
-    changed, _ = attempt(lambda: two_factor.set_required(_user(), on))
-    if changed:
+    changed, error = attempt(lambda: two_factor.set_required(_user(), on))
+    if error is not None:
+        flash(error.message, "error")
+    elif changed:
         flash("Two-factor login is now required for everyone: whoever has not set it up is walked through it at "
               "their next page." if on else "Two-factor login is no longer required.", "success")
     return redirect(url_for(".show") + "#two-factor", code=303)

@@ -192,6 +192,8 @@ def required() -> bool:
 def set_required(actor: User, on: bool) -> bool:
     """Require 2FA of everyone (or stop); returns whether the setting changed (a `settings.changed` entry)."""
     permissions.require(actor, "admin")
+    if on and not actor.two_factor_enabled:
+        raise ValidationError("Set up your own two-factor login first (on your account page).", "required")
     value = "on" if on else "off"
     row = db.session.get(PanelSetting, REQUIRED_KEY)
     if row is None:
