@@ -236,3 +236,17 @@ def test_the_totp_secret_is_nowhere_but_its_encrypted_column(web, admin, member,
     for text in pages + rows:
         for needle in needles:
             assert needle not in text, needle
+
+
+def test_new_recovery_codes_need_the_password_and_a_code_and_replace_the_old_ones(web, member, now):
+    old = enrol(member, now)
+    client = client_for(web, member)
+    refused = client.post("/account/two-factor/recovery-codes", data={"password": PASSWORD, "code": "000000"})
+    assert refused.status_code == 422
+    made = client.post("/account/two-factor/recovery-codes", data={"password": PASSWORD, "code": old[0]})
+    new = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", made.get_data(as_text=True))
+    assert made.status_code == 200 and len(new) == 10 and not set(new) & set(old)
+    login, _ = _login(web, member)
+    assert login.post("/login/code", data={"code": old[1]}).status_code == 401
+    assert login.post("/login/code", data={"code": new[0]}).status_code == 303
+    assert [e.action for e in entries(action="user.recovery_codes_regenerated")] == ["user.recovery_codes_regenerated"]
