@@ -66,6 +66,7 @@ def _account_key() -> str:
         user = _pending_user()
         email = user.email if user is not None else ""
     elif request.endpoint == "auth.reset_password":
+        # Guesses at a reset link's code count against that link (its signed payload names the account).
         email = "reset:" + (request.view_args or {}).get("token", "")[:40]
     else:
         email = User.normalise_email(request.form.get("email", ""))

@@ -14,7 +14,7 @@ from intercity.extensions import db
 from intercity.models import PanelSetting, RecoveryCode, User
 from intercity.models.base import utcnow
 from intercity.notify.outbox import send_mail
-from intercity.services import permissions, sessions
+from intercity.services import permissions, sessions, users
 from intercity.validation import ValidationError
 
 ISSUER = "Intercity"
@@ -85,13 +85,14 @@ def recovery_codes_left(user: User) -> int:
 
 # Checking codes ------------------------------------------------------------------------------------------
 
-def _digits(code: str) -> str:
+def _compact(code: str) -> str:
+    # People paste codes with spaces ("123 456"); those never matter.
     return "".join((code or "").split())
 
 
 def _accept_totp(user: User, code: str) -> bool:
     """Whether `code` is the phone's code now (or a step either side) and newer than the last one accepted."""
-    code = _digits(code)
+    code = _compact(code)
     if len(code) != 6 or not code.isdigit():
         return False
     totp, now = _totp(user), clock.now()
@@ -106,7 +107,7 @@ def _accept_totp(user: User, code: str) -> bool:
 
 
 def _accept_recovery(user: User, code: str) -> bool:
-    raw = "".join(_digits(code).lower().split("-"))
+    raw = "".join(_compact(code).lower().split("-"))
     if len(raw) != 10:
         return False
     row = db.session.scalar(select(RecoveryCode).where(RecoveryCode.user_id == user.id,
@@ -132,8 +133,6 @@ def check_code(user: User, code: str, *, recovery: bool = True) -> bool:
 
 def code_failed(user: User) -> None:
     """A wrong code after a right password: an entry, and it counts with failed logins towards the alert."""
-    from intercity.services import users
-
     users.count_failure(user)
     record_event(db.session, "user.2fa_failed", target_type="user", target_id=user.id, target_label=user.email)
 
