@@ -54,6 +54,30 @@ def create_user(email, role, password_stdin):
     _create(email, role, password_stdin)
 
 
+@click.command("reset-2fa")
+@click.option("--email", required=True, help="The address of the account whose two-factor login goes off.")
+@with_appcontext
+def reset_2fa(email):
+    """Turn off someone's two-factor login (an admin who lost both phone and recovery codes)."""
+    from intercity.audit.actor import Actor, acting_as
+    from intercity.extensions import db
+    from intercity.services import two_factor, users
+    from intercity.validation import ValidationError
+
+    _require_database()
+    with acting_as(Actor.system("cli")):
+        user = users.find_by_email(email)
+        if user is None:
+            raise click.ClickException(f"No account has the address {email}.")
+        try:
+            two_factor.reset(user, None)
+            db.session.commit()
+        except ValidationError as error:
+            db.session.rollback()
+            raise click.ClickException(error.message) from None
+    click.echo(f"Two-factor login of {user.email} is off and their sessions ended; they were told by mail.")
+
+
 @click.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -182,7 +206,7 @@ def digest_send(email):
         sys.exit(1)
 
 
-COMMANDS = [create_admin, create_user, run, audit_group, digest_group]
+COMMANDS = [create_admin, create_user, reset_2fa, run, audit_group, digest_group]
 
 
 def register(app) -> None:

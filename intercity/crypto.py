@@ -28,6 +28,11 @@ def _fingerprint_key(master: str) -> bytes:
     return _derive(master, b"audit fingerprint")
 
 
+@lru_cache(maxsize=8)
+def _code_key(master: str) -> bytes:
+    return _derive(master, b"one-time codes")
+
+
 def _master() -> str:
     return current_app.config["INTERCITY_ENCRYPTION_KEY"]
 
@@ -49,6 +54,11 @@ def fingerprint(value: str | bytes) -> str:
     """A short keyed fingerprint that tells equal secret values apart without revealing them."""
     data = value.encode("utf-8") if isinstance(value, str) else value
     return hmac.new(_fingerprint_key(_master()), data, hashlib.sha256).hexdigest()[:16]
+
+
+def code_hash(code: str) -> str:
+    """A keyed hash of a one-time code (recovery codes): a copy of the database alone cannot test guesses."""
+    return hmac.new(_code_key(_master()), code.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def generate_ssh_key(comment: str) -> tuple[str, str]:

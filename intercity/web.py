@@ -22,6 +22,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 # Reachable before the first admin exists.
 OPEN_ENDPOINTS = {"static", "setup.setup", "health.healthz"}
+# All a logged-in user without 2FA may reach while an admin requires it.
+ENROLMENT_ENDPOINTS = {"account.two_factor_show", "account.two_factor_enable", "auth.logout"}
 
 
 def first_run() -> bool:
@@ -154,6 +156,12 @@ def init_app(app) -> None:
         row = current_user.current_session if current_user.is_authenticated else None
         if row is not None and sessions.touch(row):
             db.session.commit()  # nothing else has been written in this request yet
+        if row is not None and request.endpoint not in ENROLMENT_ENDPOINTS:
+            from intercity.services import two_factor
+
+            if two_factor.must_enrol(current_user):
+                # 2FA is required of everyone: until this user has it, enrolment is all they can reach.
+                return redirect(url_for("account.two_factor_show"))
         return None
 
     @app.after_request
@@ -201,7 +209,7 @@ def _error_page(code: int, title: str):
         if code == 500:
             db.session.rollback()
         message = getattr(error, "description", None) if code == 400 else None
-        if code == 429 and request.endpoint == "auth.login":
+        if code == 429 and request.endpoint in ("auth.login", "auth.login_code", "auth.reset_password"):
             message = ("Too many failed logins for this account or from this address. "
                        "Wait a quarter of an hour, then try again.")
         return error_response(code, title, message or messages[code])

@@ -9,7 +9,7 @@ import pytest
 from tests.support import databases
 from tests.support.builders import PASSWORD, make_user
 
-pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures", "tests.support.notify"]
+pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures", "tests.support.notify", "tests.support.clock"]
 
 
 def pytest_configure(config):

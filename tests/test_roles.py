@@ -25,10 +25,12 @@ pytestmark = pytest.mark.usefixtures("no_worker")
 ROLES = ("viewer", "member", "admin")
 # Reachable without logging in (the first-run page, the health check, the login form, and the links
 # mailed to an invitee, a new address or a digest's reader, whose token is the proof).
-OPEN = {"setup.setup", "health.healthz", "auth.login", "team.accept", "account.confirm_email", "account.unsubscribe"}
+OPEN = {"setup.setup", "health.healthz", "auth.login", "team.accept", "account.confirm_email", "account.unsubscribe",
+        "auth.login_code", "auth.forgot_password", "auth.reset_password"}
 # POSTs every logged-in person may send: they change only their own session or account.
 SELF_SERVICE_POSTS = {"auth.logout", "account.change_password", "account.change_email", "account.end_session",
-                      "account.notifications_update"}
+                      "account.notifications_update", "account.two_factor_enable", "account.two_factor_disable",
+                      "account.two_factor_recovery_codes"}
 # What the panel's own routes need; the behaviour test below holds every route to its declared role,
 # this table holds the declarations (viewers read, members manage apps, admins servers and the team).
 PANEL_ROLES = {
@@ -43,11 +45,14 @@ PANEL_ROLES = {
     "apps.remove_domain": "member",
     "operations.show": "viewer", "operations.retry": "member",
     "account.show": "viewer", "account.notifications_update": "viewer", "account.change_password": "viewer",
-    "account.change_email": "viewer", "account.end_session": "viewer",
+    "account.change_email": "viewer", "account.end_session": "viewer", "account.two_factor_show": "viewer",
+    "account.two_factor_enable": "viewer", "account.two_factor_disable": "viewer",
+    "account.two_factor_recovery_codes": "viewer",
     "settings.show": "admin", "settings.test_mail": "admin", "settings.message_status": "admin",
     "settings.add_target": "admin", "settings.remove_target": "admin", "settings.retry_message": "admin",
+    "settings.two_factor_policy": "admin",
     "team.index": "admin", "team.invite": "admin", "team.revoke": "admin", "team.change_role": "admin",
-    "team.deactivate": "admin", "team.reactivate": "admin",
+    "team.deactivate": "admin", "team.reactivate": "admin", "team.reset_two_factor": "admin",
 }
 
 

@@ -29,6 +29,12 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "user.login_failures_repeated": ("security", True),
     "user.2fa_enabled": ("security", False),
     "user.2fa_disabled": ("security", True),
+    "user.2fa_reset": ("security", True),
+    "user.2fa_failed": ("security", False),
+    "user.recovery_code_used": ("security", False),
+    "user.recovery_codes_regenerated": ("security", False),
+    "user.password_reset_requested": ("security", False),
+    "user.password_reset": ("security", True),
     "user.session_ended": ("security", False),
     "digest.unsubscribed": ("team", False),
     # Panel settings and where alerts go

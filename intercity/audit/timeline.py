@@ -243,6 +243,27 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return _user_update(entry, changes)
         case "user.password_changed":
             return [Part(" changed the password of "), label]
+        case "user.password_reset":
+            return [Part(" reset the password of "), label, Part(" from a mailed link")]
+        case "user.password_reset_requested":
+            return [Part(" asked for a password reset link for "), label]
+        case "user.2fa_enabled":
+            return [Part(" turned on two-factor login for "), label]
+        case "user.2fa_disabled":
+            return [Part(" turned off two-factor login for "), label]
+        case "user.2fa_reset":
+            return [Part(" reset the two-factor login of "), label]
+        case "user.2fa_failed":
+            return [Part(" typed a wrong two-factor code for "), label]
+        case "user.recovery_code_used":
+            left = _event_detail(changes, "left")
+            return [Part(" used a recovery code of "), label, *([Part(f" ({left} left)")] if left is not None else [])]
+        case "user.recovery_codes_regenerated":
+            return [Part(" made new recovery codes for "), label]
+        case "settings.changed" if entry.target_label == "require_2fa":
+            on = _new(changes, "value") == "on"
+            return [Part(" required two-factor login for everyone" if on else
+                         " stopped requiring two-factor login for everyone")]
         case "audit.exported":
             fmt = (_event_detail(changes, "format") or "").upper() or "a file"
             scope = _event_detail(changes, "filter")

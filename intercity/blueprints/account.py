@@ -1,11 +1,11 @@
-"""A person's own account (/account): sessions, email, password, notification preferences and their
-recent activity; and the digest's unsubscribe link (which needs no login)."""
+"""A person's own account (/account): sessions, two-factor login, email, password, notification preferences
+and their recent activity; and the digest's unsubscribe link (which needs no login)."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, RadioField
+from wtforms import BooleanField, EmailField, PasswordField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired
 
@@ -14,7 +14,7 @@ from intercity.audit.actor import Actor, acting_as
 from intercity.blueprints.panel_support import attempt
 from intercity.extensions import db
 from intercity.models.notification import FREQUENCIES
-from intercity.services import account, notifications, sessions
+from intercity.services import account, notifications, sessions, two_factor
 from intercity.validation import ValidationError
 
 bp = Blueprint("account", __name__)
@@ -39,6 +39,17 @@ class NotificationsForm(FlaskForm):
                                    id="security-alerts")
 
 
+class EnableTwoFactorForm(FlaskForm):
+    code = StringField("Code the app shows", validators=[InputRequired("Enter the code the app shows.")],
+                       id="enrol-code")
+
+
+class TwoFactorCheckForm(FlaskForm):
+    """Turning off, or new recovery codes: the password and a code."""
+    password = PasswordField("Current password", validators=[InputRequired("Enter your current password.")])
+    code = StringField("Code from your phone, or a recovery code", validators=[InputRequired("Enter a code.")])
+
+
 class ConfirmEmailForm(FlaskForm):
     pass
 
@@ -61,6 +72,7 @@ def _page(password_form=None, email_form=None, notifications_form=None, status=2
     return render_template(
         "account/show.html", password_form=password_form or PasswordForm(), email_form=email_form or EmailForm(),
         notifications_form=notifications_form or _notifications_form(),
+        two_factor_required=two_factor.required(),
         user_sessions=sessions.active(user), this_session=user.current_session,
         activity=timeline.rows(account.recent_activity(user)),
     ), status
@@ -70,6 +82,64 @@ def _page(password_form=None, email_form=None, notifications_form=None, status=2
 @login_required
 def show():
     return _page()
+
+
+def _two_factor_page(enable_form=None, check_form=None, codes=None, status=200):
+    user = _user()
+    enrolment = None
+    if not user.two_factor_enabled and codes is None:
+        if user.totp_secret_encrypted is None:
+            two_factor.begin_enrolment(user)
+            db.session.commit()
+        enrolment = two_factor.enrolment(user)
+    return render_template(
+        "account/two_factor.html", enrolment=enrolment, codes=codes, required=two_factor.required(),
+        enable_form=enable_form or EnableTwoFactorForm(), check_form=check_form or TwoFactorCheckForm(),
+        codes_left=two_factor.recovery_codes_left(user) if user.two_factor_enabled else 0,
+    ), status
+
+
+@bp.get("/account/two-factor")
+@login_required
+def two_factor_show():
+    """Set up (a QR code made here, confirmed with a code) or, once on, turn off and renew recovery codes."""
+    return _two_factor_page()
+
+
+@bp.post("/account/two-factor/enable")
+@login_required
+def two_factor_enable():
+    form = EnableTwoFactorForm()
+    if form.validate_on_submit():
+        codes, error = attempt(lambda: two_factor.confirm_enrolment(_user(), form.code.data), form, "code")
+        if error is None:
+            # The codes are shown in this answer only: they are stored hashed.
+            return _two_factor_page(codes=codes)
+    return _two_factor_page(enable_form=form, status=422)
+
+
+@bp.post("/account/two-factor/disable")
+@login_required
+def two_factor_disable():
+    form = TwoFactorCheckForm()
+    if form.validate_on_submit():
+        _, error = attempt(lambda: two_factor.disable(_user(), form.password.data, form.code.data), form, "code")
+        if error is None:
+            flash("Two-factor login is off.", "success")
+            return redirect(url_for(".show"), code=303)
+    return _two_factor_page(check_form=form, status=422)
+
+
+@bp.post("/account/two-factor/recovery-codes")
+@login_required
+def two_factor_recovery_codes():
+    form = TwoFactorCheckForm()
+    if form.validate_on_submit():
+        codes, error = attempt(lambda: two_factor.regenerate_recovery_codes(_user(), form.password.data,
+                                                                           form.code.data), form, "code")
+        if error is None:
+            return _two_factor_page(codes=codes)
+    return _two_factor_page(check_form=form, status=422)
 
 
 @bp.post("/account/password")

@@ -1,4 +1,5 @@
-"""Admin settings: the mail settings in effect with a test message, chat targets, and the outbox of unsent messages."""
+"""Admin settings: the two-factor policy, the mail settings in effect with a test message, chat targets, and the
+outbox of unsent messages."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -11,7 +12,7 @@ from intercity.blueprints.panel_support import attempt
 from intercity.extensions import db
 from intercity.models import NotificationTarget, OutboxMessage
 from intercity.notify import mailer, outbox
-from intercity.services import notifications
+from intercity.services import notifications, two_factor
 from intercity.web import render, require_role
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -32,6 +33,10 @@ class PostForm(FlaskForm):
     pass
 
 
+class TwoFactorPolicyForm(FlaskForm):
+    required = BooleanField("Require two-factor login for everyone", id="require-2fa")
+
+
 def _user():
     return current_user._get_current_object()
 
@@ -43,6 +48,8 @@ def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None):
         "settings/show.html", mail=mailer.settings_in_effect(), targets=targets, waiting=outbox.waiting(),
         sent=outbox.recent_sent(), test_form=test_form or TestMailForm(data={"to": _user().email}),
         target_form=target_form or TargetForm(formdata=None), post_form=PostForm(), test_message=test_message,
+        policy_form=TwoFactorPolicyForm(formdata=None, data={"required": two_factor.required()}),
+        without_2fa=two_factor.users_without(),
     ), status
 
 
@@ -51,6 +58,22 @@ def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None):
 def show():
     test_id = request.args.get("test", type=int)
     return _page(test_id=test_id)
+
+
+@bp.post("/two-factor")
+@require_role("admin")
+def two_factor_policy():
+    form = TwoFactorPolicyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    on = bool(form.required.data)
+    changed, error = attempt(lambda: two_factor.set_required(_user(), on))
+    if error is not None:
+        flash(error.message, "error")
+    elif changed:
+        flash("Two-factor login is now required for everyone: whoever has not set it up is walked through it at "
+              "their next page." if on else "Two-factor login is no longer required.", "success")
+    return redirect(url_for(".show") + "#two-factor", code=303)
 
 
 @bp.post("/test-mail")

@@ -12,7 +12,7 @@ from intercity.blueprints.auth import start_session
 from intercity.blueprints.panel_support import attempt
 from intercity.extensions import db
 from intercity.models import ROLES, Invitation, User
-from intercity.services import team
+from intercity.services import team, two_factor
 from intercity.validation import ValidationError
 from intercity.web import require_role
 
@@ -106,6 +106,13 @@ def deactivate(user_id: int):
 @require_role("admin")
 def reactivate(user_id: int):
     return _change(user_id, lambda target: team.reactivate(_actor(), target), "{email} can log in again.")
+
+
+@bp.post("/team/users/<int:user_id>/reset-2fa")
+@require_role("admin")
+def reset_two_factor(user_id: int):
+    return _change(user_id, lambda target: two_factor.reset(target, _actor()),
+                   "Two-factor login of {email} is off and their sessions ended; they were told by mail.")
 
 
 @bp.route("/invitations/<token>", methods=["GET", "POST"])

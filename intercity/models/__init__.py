@@ -6,11 +6,12 @@ from intercity.models.operation import Operation, CommandRun
 from intercity.models.audit import AuditEntry, AuditCheckpoint
 from intercity.models.notification import (NotificationPreference, NotificationTarget, NotifyCursor, NotifyThrottle,
                                            OutboxMessage)
-from intercity.models.account import Invitation, UserSession
+from intercity.models.account import Invitation, RecoveryCode, UserSession
+from intercity.models.setting import PanelSetting
 
 __all__ = [
     "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
     "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
     "NotificationPreference", "NotificationTarget", "NotifyCursor", "NotifyThrottle", "OutboxMessage",
-    "Invitation", "UserSession",
+    "Invitation", "UserSession", "RecoveryCode", "PanelSetting",
 ]

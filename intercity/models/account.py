@@ -97,3 +97,15 @@ class Invitation(db.Model):
         if self.expires_at <= utcnow():
             return "expired"
         return "pending"
+
+
+class RecoveryCode(db.Model):
+    """One of a user's one-time codes for logging in without the phone, stored as a keyed hash (not audited)."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

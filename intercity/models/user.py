@@ -7,7 +7,7 @@ from argon2 import PasswordHasher
 from flask import current_app, has_app_context
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import BigInteger, Boolean, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from intercity.audit.rules import AuditRule, Scope
@@ -46,6 +46,13 @@ def _classify_user(user: "User", verb: str, diff: dict):
     # Each action's category is the category table's (intercity.audit.categories).
     if verb in ("created", "deleted"):
         return f"user.{verb}"
+    if "totp_enabled_at" in diff and not ({"role", "active"} & diff.keys()):
+        if diff["totp_enabled_at"][1] is not None:
+            return "user.2fa_enabled"
+        # Someone else turning it off (an admin, the CLI) is a reset; the service marks it.
+        return "user.2fa_reset" if user.two_factor_reset else "user.2fa_disabled"
+    if "password_hash" in diff and user.password_reset and not ({"role", "active"} & diff.keys()):
+        return "user.password_reset"
     for field, action in _USER_UPDATES:
         if field in diff:
             if field == "active":
@@ -63,10 +70,11 @@ class User(UserMixin, db.Model):
         scope=lambda u: Scope(),
         secret=frozenset({"password_hash"}),
         ignore=frozenset({"created_at", "updated_at", "last_login_at", "failed_logins", "failed_logins_since",
-                          "failures_alerted_at"}),
+                          "failures_alerted_at", "totp_secret_encrypted", "totp_last_step"}),
         classify=_classify_user,
         actions=("user.created", "user.deleted", "user.role_changed", "user.reactivated", "user.deactivated",
-                 "user.password_changed", "user.email_changed", "user.updated"),
+                 "user.password_changed", "user.email_changed", "user.updated", "user.2fa_enabled",
+                 "user.2fa_disabled", "user.2fa_reset", "user.password_reset"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -82,9 +90,21 @@ class User(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failed_logins_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failures_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # TOTP: the secret (encrypted like server keys; set while enrolling, before it is enabled), when it was
+    # turned on, and the last time step a code was accepted for (an older or equal step is refused).
+    totp_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[datetime | None] = audited(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # The server-known session this object was loaded through (Flask-Login's id is its token).
     session_token = None
     current_session = None
+    # Set by the services for this flush only, so the entry names the change for what it was.
+    two_factor_reset = False
+    password_reset = False
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
 
     @staticmethod
     def normalise_email(email: str) -> str:

@@ -95,7 +95,8 @@ def authenticate(email: str, password: str) -> User | None:
     if user is None:
         User.burn_password_check(password or "")
     elif user.active and user.check_password(password or ""):
-        user.failed_logins, user.failed_logins_since = 0, None
+        if not user.two_factor_enabled:  # with 2FA the count is cleared by the right code
+            user.failed_logins, user.failed_logins_since = 0, None
         return user
     login_failed(user)
     return None
@@ -114,6 +115,11 @@ def login_failed(user: User | None) -> None:
         record_event(db.session, "user.login_failed", target_type="user", target_label=UNKNOWN_ADDRESS)
         return
     record_event(db.session, "user.login_failed", target_type="user", target_id=user.id, target_label=user.email)
+    count_failure(user)
+
+
+def count_failure(user: User) -> None:
+    """Count a failed password or code in the user's window; the 5th in 15 minutes alerts (once per window)."""
     now = utcnow()
     if user.failed_logins_since is None or now - user.failed_logins_since > FAILURE_WINDOW:
         user.failed_logins, user.failed_logins_since = 0, now

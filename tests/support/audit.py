@@ -76,3 +76,9 @@ def drop_append_only_triggers() -> None:
 def raw(sql: str, **params) -> None:
     with db.engine.begin() as connection:
         connection.execute(text(sql), params)
+
+
+def committed_entries(**where) -> list[AuditEntry]:
+    """`entries` from a new transaction: what another app (the test's web client) has committed by now."""
+    db.session.rollback()
+    return entries(**where)
