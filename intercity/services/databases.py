@@ -1,0 +1,109 @@
+"""Database services on a server (dokku-postgres): list, create, link to an app, unlink, destroy.
+
+The panel's record of the services is what the plugin last listed (`Server.services`); each
+change is an operation that runs the plugin's command and reads the list again.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from intercity.dokku import service_plugins
+from intercity.extensions import db
+from intercity.jobs import kinds
+from intercity.models import App, EnvVar, Operation, Server
+from intercity.models.operation import PENDING
+from intercity.services.apps import ensure_usable
+from intercity.services.operations import request_operation
+from intercity.services.permissions import require
+from intercity.validation import ValidationError
+
+
+def listed(server: Server, plugin: str) -> dict:
+    """{"installed": bool | None, "services": [...]}; None: the panel has not looked yet."""
+    return (server.services or {}).get(plugin) or {"installed": None, "services": []}
+
+
+def find(server: Server, plugin: str, name: str) -> dict | None:
+    return next((svc for svc in listed(server, plugin)["services"] if svc["name"] == name), None)
+
+
+def linked_vars(app: App) -> dict[str, EnvVar]:
+    """The app's variables that links set, by the service ("postgres shop-db")."""
+    return {var.linked_service: var for var in app.env_vars if var.linked_service}
+
+
+def region_operations(server: Server, max_pending: int = 5) -> list[Operation]:
+    """The services region's cards: its kinds on this server, app-level links included."""
+    query = select(Operation).where(Operation.kind.in_(kinds.in_region("services")),
+                                    Operation.server_id == server.id)
+    pending = list(db.session.scalars(query.where(Operation.status.in_(PENDING))
+                                      .order_by(Operation.id.desc()).limit(max_pending)))
+    last = db.session.scalar(query.where(Operation.status.not_in(PENDING)).order_by(Operation.id.desc()).limit(1))
+    return sorted(pending + ([last] if last is not None else []), key=lambda op: op.id, reverse=True)
+
+
+def refresh(server: Server, user) -> Operation:
+    require(user, "member")
+    return request_operation("services.refresh", server=server, requested_by=user)
+
+
+def create(server: Server, user, *, plugin: str, name: str, version: str | None = None) -> Operation:
+    require(user, "member")
+    plugin = service_plugins.plugin(plugin)
+    name = service_plugins.service_name(name)
+    version = service_plugins.image_version(version)
+    if listed(server, plugin)["installed"] is False:
+        raise ValidationError(f"The {service_plugins.PLUGINS[plugin]['label']} plugin is not installed on "
+                              f"{server.name}.", "plugin")
+    if find(server, plugin, name) is not None:
+        raise ValidationError(f"{server.name} already has a {plugin} service named {name}.", "name")
+    return request_operation("service.create", server=server, requested_by=user,
+                             payload={"plugin": plugin, "service": name, "version": version})
+
+
+def _app(server: Server, app_name: str) -> App:
+    app = db.session.scalar(select(App).where(App.server_id == server.id, App.name == (app_name or "").strip()))
+    if app is None:
+        raise ValidationError("Choose one of the server's apps.", "app")
+    ensure_usable(app)
+    return app
+
+
+def link(server: Server, user, *, plugin: str, name: str, app_name: str, restart: bool) -> Operation:
+    """Link a service to an app: the plugin sets `<ALIAS>_URL` and, if asked, restarts the app."""
+    require(user, "member")
+    plugin = service_plugins.plugin(plugin)
+    name = service_plugins.service_name(name)
+    app = _app(server, app_name)
+    service = find(server, plugin, name)
+    if service is None:
+        raise ValidationError(f"{server.name} lists no {plugin} service named {name}; read the list again.", "name")
+    if app.name in service["links"]:
+        raise ValidationError(f"{name} is already linked to {app.name}.", "app")
+    return request_operation("service.link", server=server, app=app, requested_by=user,
+                             payload={"plugin": plugin, "service": name, "restart": bool(restart)})
+
+
+def unlink(server: Server, user, *, plugin: str, name: str, app_name: str, restart: bool) -> Operation:
+    require(user, "member")
+    plugin = service_plugins.plugin(plugin)
+    name = service_plugins.service_name(name)
+    app = _app(server, app_name)
+    return request_operation("service.unlink", server=server, app=app, requested_by=user,
+                             payload={"plugin": plugin, "service": name, "restart": bool(restart)})
+
+
+def destroy(server: Server, user, *, plugin: str, name: str, confirm: str) -> Operation:
+    """`destroy -f` after the name is typed here; Dokku itself refuses while apps are linked."""
+    require(user, "admin")
+    plugin = service_plugins.plugin(plugin)
+    name = service_plugins.service_name(name)
+    if (confirm or "").strip() != name:
+        raise ValidationError(f"Type the service's name, {name}, to confirm.", "confirm")
+    service = find(server, plugin, name)
+    if service is not None and service["links"]:
+        raise ValidationError(
+            f"{name} is linked to {', '.join(service['links'])}. Dokku refuses to destroy a linked service "
+            "(“Cannot delete linked service”): unlink it from every app first.", "confirm")
+    return request_operation("service.destroy", server=server, requested_by=user,
+                             payload={"plugin": plugin, "service": name})
