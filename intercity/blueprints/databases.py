@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import HiddenField, StringField
 
 from intercity.blueprints.panel_support import attempt, back
 from intercity.dokku.service_plugins import PLUGINS
@@ -17,7 +17,8 @@ bp = Blueprint("databases", __name__, url_prefix="/servers/<int:server_id>/servi
 
 
 class ServiceForm(FlaskForm):
-    plugin = SelectField("Type", choices=[(name, spec["label"]) for name, spec in PLUGINS.items()], id="service-plugin")
+    # One type so far (PostgreSQL); the template names it.
+    plugin = HiddenField(default="postgres", id="service-plugin")
     name = StringField("Name", id="service-name")
     version = StringField("Image version (optional)", id="service-version")
 
@@ -64,7 +65,7 @@ def create(server_id: int):
     server = _server(server_id)
     form = ServiceForm()
     _, error = attempt(lambda: database_service.create(
-        server, _user(), plugin=form.plugin.data, name=form.name.data, version=form.version.data), form, "name")
+        server, _user(), plugin=form.plugin.data, name=form.name.data, version=form.version.data), form)
     if error is not None:
         # The server page shows the form with its error; servers imports this module, hence here.
         from intercity.blueprints.servers import REGIONS, show_context

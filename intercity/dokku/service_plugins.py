@@ -28,7 +28,7 @@ _HEADER_PREFIXES = ("=====> ", "-----> ", " !     ")
 
 def plugin(name: str) -> str:
     if name not in PLUGINS:
-        raise ValidationError("Choose a service type the panel knows (PostgreSQL).", "plugin")
+        raise ValidationError("Choose a service type the panel knows (PostgreSQL).", None)
     return name
 
 

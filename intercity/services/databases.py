@@ -54,7 +54,7 @@ def create(server: Server, user, *, plugin: str, name: str, version: str | None 
     version = service_plugins.image_version(version)
     if listed(server, plugin)["installed"] is False:
         raise ValidationError(f"The {service_plugins.PLUGINS[plugin]['label']} plugin is not installed on "
-                              f"{server.name}.", "plugin")
+                              f"{server.name}.", None)
     if find(server, plugin, name) is not None:
         raise ValidationError(f"{server.name} already has a {plugin} service named {name}.", "name")
     return request_operation("service.create", server=server, requested_by=user,
