@@ -125,12 +125,40 @@ def test_create_link_unlink_destroy_a_postgres_service(app, client, logged_in, a
     assert dsn in text(revealed)
     assert entries("env_var.revealed")
 
+    # The service's own connection URL: read on demand, audited, never stored.
+    shown = client.post(f"{base}/postgres/shop-db/dsn")
+    assert shown.status_code == 200 and dsn in text(shown)
+    dsn_entry = entries("service.dsn_revealed")[-1]
+    assert dsn_entry.target_label == "postgres shop-db" and dsn_entry.actor_email == admin.email
+    assert "revealed the connection URL of postgres service shop-db" in str(timeline.sentence(dsn_entry))
+    assert client.post(f"{base}/postgres/ghost/dsn").status_code == 303
+    assert len(entries("service.dsn_revealed")) == 1  # a failed read reveals nothing and records nothing
+
+    # DATABASE_URL taken: a second service's link gets the plugin's colour alias, restarting the app.
+    client.post(base, data={"plugin": "postgres", "name": "audit-db", "version": ""})
+    finish(app)
+    dokku.clear_calls()
+    client.post(f"{base}/postgres/audit-db/link", data={"app": "shop", "restart": "y"})
+    finish(app)
+    assert last("service.link").status == "succeeded"
+    assert [c["argv"] for c in dokku.calls() if c["command"] == "postgres:link"] == [
+        ["postgres:link", "audit-db", "shop"]]
+    alias = db.session.scalar(select(EnvVar).where(EnvVar.key == "DOKKU_POSTGRES_AQUA_URL"))
+    assert alias.linked_service == "postgres audit-db"
+    assert alias.value == dokku.env("shop")["DOKKU_POSTGRES_AQUA_URL"].decode()
+    second_dsn = alias.value
+    client.post(f"{base}/postgres/audit-db/unlink", data={"app": "shop"})
+    finish(app)
+    client.post(f"{base}/postgres/audit-db/destroy", data={"confirm": "audit-db"})
+    finish(app)
+    assert dokku.services("postgres") == ["shop-db"]
+
     # Destroy while linked: the panel refuses, and explains Dokku's refusal.
     refused = client.post(f"{base}/postgres/shop-db/destroy", data={"confirm": "shop-db"})
-    assert refused.status_code == 303 and operations("service.destroy") == []
+    assert refused.status_code == 303 and len(operations("service.destroy")) == 1  # audit-db's only
     server = db.session.get(Server, server_id)
     stale = dict(server.services)
-    stale["postgres"] = {"installed": True, "services": [{**stale["postgres"]["services"][0], "links": []}]}
+    stale["postgres"] = {"installed": True, "services": [{**svc, "links": []} for svc in stale["postgres"]["services"]]}
     server.services = stale  # the panel's list is older than the link
     db.session.commit()
     client.post(f"{base}/postgres/shop-db/destroy", data={"confirm": "shop-db"})
@@ -149,7 +177,7 @@ def test_create_link_unlink_destroy_a_postgres_service(app, client, logged_in, a
     assert db.session.scalar(select(EnvVar).where(EnvVar.key == "DATABASE_URL")) is None
     assert "removed by unlinking postgres service shop-db" in str(timeline.sentence(entries("env_var.deleted")[-1]))
     wrong = client.post(f"{base}/postgres/shop-db/destroy", data={"confirm": "shop"})
-    assert wrong.status_code == 303 and len(operations("service.destroy")) == 1
+    assert wrong.status_code == 303 and len(operations("service.destroy")) == 2
     client.post(f"{base}/postgres/shop-db/destroy", data={"confirm": "shop-db"})
     finish(app)
     assert last("service.destroy").status == "succeeded"
@@ -160,12 +188,13 @@ def test_create_link_unlink_destroy_a_postgres_service(app, client, logged_in, a
     pages += [text(client.get(page_url)), text(client.get("/audit")), text(client.get(f"{page_url}/audit"))]
     for op in operations():
         pages.append(text(client.get(f"/operations/{op.id}")))
-    assert_nowhere_in_the_database(dsn, password)
+    assert_nowhere_in_the_database(dsn, password, second_dsn)
     for page in pages:
-        for needle in forms(dsn) + forms(password):
+        for needle in forms(dsn) + forms(password) + forms(second_dsn):
             assert needle not in page
     for needle in forms(dsn) + forms(password):
         assert needle not in caplog.text
     assert {row.action for row in db.session.scalars(select(AuditEntry))} >= {
         "service.create_requested", "service.link_requested", "service.unlink_requested",
-        "service.destroy_requested", "env_var.created", "env_var.deleted", "env_var.revealed"}
+        "service.destroy_requested", "env_var.created", "env_var.deleted", "env_var.revealed",
+        "service.dsn_revealed"}

@@ -42,7 +42,7 @@ PANEL_ROLES = {
     "apps.remove_env": "member", "apps.reveal_env": "member", "apps.add_domain": "member",
     "apps.remove_domain": "member",
     "databases.refresh": "member", "databases.create": "member", "databases.link": "member",
-    "databases.unlink": "member", "databases.destroy": "admin",
+    "databases.unlink": "member", "databases.destroy": "admin", "databases.reveal_dsn": "member",
     "operations.show": "viewer", "operations.retry": "member",
     "account.show": "viewer", "account.notifications_update": "viewer", "account.change_password": "viewer",
     "account.change_email": "viewer", "account.end_session": "viewer",

@@ -61,6 +61,7 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "service.destroy_requested": ("app", True),
     "service.link_requested": ("security", False),
     "service.unlink_requested": ("security", False),
+    "service.dsn_revealed": ("security", True),
     "app.created": ("app", False),
     "app.updated": ("app", False),
     "app.deleted": ("app", False),

@@ -230,6 +230,10 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
                     "target"), Part(f" {prep} "), Part(entry.app_name or "", "target"),
                     *([] if data.get("restart", True) else [Part(" without restarting it")]),
                     *_server_place(entry, "on")]
+        case "service.dsn_revealed":
+            plugin, _, service = _label(entry).partition(" ")
+            return [Part(f" revealed the connection URL of {plugin} service "), Part(service, "target"),
+                    *_server_place(entry, "on")]
         case "operation.retry_requested":
             return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
         case "operation.succeeded" | "operation.failed":

@@ -1,7 +1,7 @@
 """Database services on the server page: read the list, create, link, unlink, destroy (forms only)."""
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
@@ -106,3 +106,14 @@ def destroy(server_id: int, plugin: str, name: str):
     _, error = attempt(lambda: database_service.destroy(server, _user(), plugin=plugin, name=name,
                                                         confirm=request.form.get("confirm", "")))
     return _done(server, error, f"Destroying {name} on {server.name}…")
+
+
+@bp.post("/<plugin>/<name>/dsn")
+@require_role("member")
+def reveal_dsn(server_id: int, plugin: str, name: str):
+    """The connection URL, password included, in this response alone (audited as service.dsn_revealed)."""
+    server = _server(server_id)
+    dsn, error = attempt(lambda: database_service.reveal_dsn(server, _user(), plugin=plugin, name=name))
+    if error is not None:
+        return back(_page(server), error.message, "error")
+    return render_template("servers/service_dsn.html", server=server, plugin=plugin, name=name, dsn=dsn)

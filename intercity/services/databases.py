@@ -5,9 +5,12 @@ change is an operation that runs the plugin's command and reads the list again.
 """
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import select
 
-from intercity.dokku import service_plugins
+from intercity.audit.capture import record_event
+from intercity.audit.rules import Scope
+from intercity.dokku import parsers, service_plugins, ssh
 from intercity.extensions import db
 from intercity.jobs import kinds
 from intercity.models import App, EnvVar, Operation, Server
@@ -107,3 +110,41 @@ def destroy(server: Server, user, *, plugin: str, name: str, confirm: str) -> Op
             "(“Cannot delete linked service”): unlink it from every app first.", "confirm")
     return request_operation("service.destroy", server=server, requested_by=user,
                              payload={"plugin": plugin, "service": name})
+
+
+def reveal_dsn(server: Server, user, *, plugin: str, name: str) -> str:
+    """`<plugin>:info <svc> --dsn` read now, over the pinned host key, for the response alone.
+
+    Nothing of it is stored: no operation, no transcript; the reveal itself is a security entry,
+    written only once the value was read.
+    """
+    require(user, "member")
+    plugin = service_plugins.plugin(plugin)
+    name = service_plugins.service_name(name)
+    if not (server.host_key_type and server.host_key_fingerprint) or server.status == "host_key_mismatch":
+        raise ValidationError(f"Test the connection to {server.name} first: the panel reads connection "
+                              "details only from a server whose host key it has pinned.", None)
+    config = current_app.config
+    target = ssh.Target(host=server.host, port=server.port, user=server.ssh_user, private_key=server.private_key,
+                        pinned=ssh.HostKey(server.host_key_type, server.host_key_fingerprint),
+                        expected_fingerprint=server.expected_host_key_fingerprint,
+                        connect_timeout=config["SSH_CONNECT_TIMEOUT"], command_timeout=60, label=server.name)
+    command = service_plugins.service_dsn(plugin, name)
+    scope = Scope(server_id=server.id, server_name=server.name)
+    server_name = server.name
+    db.session.commit()  # no transaction stays open across the network
+    try:
+        connection = ssh.connect(target)
+        try:
+            result = connection.run(command)
+        finally:
+            connection.close()
+        if result.exit_code is None:
+            raise ValidationError(f"Reading the connection URL from {server_name} did not finish.", None)
+        parsers.check(command, result.exit_code, result.out, result.err, scrub=lambda text: "")
+    except (ssh.SshError, parsers.DokkuError) as error:
+        raise ValidationError(error.message, None) from None
+    dsn = service_plugins.parse_info_value(result.out)
+    record_event(db.session, "service.dsn_revealed", scope=scope, target_type="service",
+                 target_label=f"{plugin} {name}")
+    return dsn
