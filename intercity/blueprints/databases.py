@@ -77,26 +77,25 @@ def create(server_id: int):
     return back(_page(server), f"Creating {form.name.data.strip()} on {server.name}…", "info")
 
 
+def _link_change(server_id: int, plugin: str, name: str, change, wording: str):
+    """Link and unlink take the same form: the app, and whether to restart it."""
+    server = _server(server_id)
+    app_name = request.form.get("app", "")
+    _, error = attempt(lambda: change(server, _user(), plugin=plugin, name=name, app_name=app_name,
+                                      restart=request.form.get("restart") == "y"))
+    return _done(server, error, wording.format(name=name, app=app_name))
+
+
 @bp.post("/<plugin>/<name>/link")
 @require_role("member")
 def link(server_id: int, plugin: str, name: str):
-    server = _server(server_id)
-    restart = request.form.get("restart") == "y"
-    app_name = request.form.get("app", "")
-    _, error = attempt(lambda: database_service.link(server, _user(), plugin=plugin, name=name, app_name=app_name,
-                                                     restart=restart))
-    return _done(server, error, f"Linking {name} to {app_name}…")
+    return _link_change(server_id, plugin, name, database_service.link, "Linking {name} to {app}…")
 
 
 @bp.post("/<plugin>/<name>/unlink")
 @require_role("member")
 def unlink(server_id: int, plugin: str, name: str):
-    server = _server(server_id)
-    restart = request.form.get("restart") == "y"
-    app_name = request.form.get("app", "")
-    _, error = attempt(lambda: database_service.unlink(server, _user(), plugin=plugin, name=name,
-                                                       app_name=app_name, restart=restart))
-    return _done(server, error, f"Unlinking {name} from {app_name}…")
+    return _link_change(server_id, plugin, name, database_service.unlink, "Unlinking {name} from {app}…")
 
 
 @bp.post("/<plugin>/<name>/destroy")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-from intercity import validation
 from intercity.dokku.commands import Command, _command, _existing_app
 from intercity.validation import ValidationError
 

@@ -13,7 +13,7 @@ from intercity.audit.rules import Scope
 from intercity.dokku import parsers, service_plugins, ssh
 from intercity.extensions import db
 from intercity.jobs import kinds
-from intercity.models import App, EnvVar, Operation, Server
+from intercity.models import App, Operation, Server
 from intercity.models.operation import PENDING
 from intercity.services.apps import ensure_usable
 from intercity.services.operations import request_operation
@@ -28,11 +28,6 @@ def listed(server: Server, plugin: str) -> dict:
 
 def find(server: Server, plugin: str, name: str) -> dict | None:
     return next((svc for svc in listed(server, plugin)["services"] if svc["name"] == name), None)
-
-
-def linked_vars(app: App) -> dict[str, EnvVar]:
-    """The app's variables that links set, by the service ("postgres shop-db")."""
-    return {var.linked_service: var for var in app.env_vars if var.linked_service}
 
 
 def region_operations(server: Server, max_pending: int = 5) -> list[Operation]:
