@@ -82,3 +82,21 @@ def test_a_linked_variable_is_changed_only_by_unlinking(world, member):
         with pytest.raises(ValidationError, match="set by linking postgres service shop-db"):
             change()
         db.session.rollback()
+
+
+def test_the_services_region_for_viewers(world, client, logged_in, viewer):
+    server, _ = world
+    logged_in(viewer)
+    fragment = client.get(f"/servers/{server.id}?region=services", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert fragment.lstrip().startswith("<div") and 'id="services"' in fragment
+    assert "shop-db" in fragment and "postgres:18.4" in fragment and "exited" in fragment
+    assert "Link to" not in fragment and "Destroy" not in fragment and "Create service" not in fragment
+
+
+def test_the_services_region_for_admins(world, client, logged_in, admin):
+    server, _ = world
+    logged_in(admin)
+    page = client.get(f"/servers/{server.id}").get_data(as_text=True)
+    assert "Create service" in page and "Type spare to destroy it" in page
+    assert 'aria-label="Unlink shop-db from shop"' in page
+    assert 'id="link-spare"' in page and 'id="link-shop-db"' not in page  # shop is already linked to shop-db
