@@ -56,8 +56,10 @@ def service_create(ctx: OperationContext) -> None:
     plugin, name = ctx.payload["plugin"], ctx.payload["service"]
     try:
         ctx.run(service_plugins.service_create(plugin, name, ctx.payload.get("version")))
-    finally:
-        read_services(ctx)
+    except parsers.DokkuError:
+        read_services(ctx)  # Dokku answered: the list shows what is there now (an SSH failure is left as is)
+        raise
+    read_services(ctx)
 
 
 def _export(ctx: OperationContext, app_name: str) -> dict[str, str]:
@@ -121,5 +123,7 @@ def service_destroy(ctx: OperationContext) -> None:
         ctx.run(service_plugins.service_destroy(plugin, name))
     except parsers.ServiceMissing:
         ctx.warn(f"{name} was already gone from the server.")
-    finally:
-        read_services(ctx)
+    except parsers.DokkuError:
+        read_services(ctx)  # e.g. linked since the panel's list was read: show the links Dokku has
+        raise
+    read_services(ctx)
