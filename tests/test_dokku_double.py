@@ -605,3 +605,84 @@ def test_sudo_user_without_nopasswd_gets_password_required(server, client_key, d
         assert dokku.calls() == []
     finally:
         transport.close()
+
+
+# --------------------------------------------------------------------------
+# Service plugins (dokku-postgres)
+# --------------------------------------------------------------------------
+
+
+def test_postgres_commands_need_the_plugin(sh, dokku):
+    missing = sh(["dokku", "postgres:list"])
+    assert missing == Result(
+        1, b"",
+        b" !     `postgres:list` is not a dokku command.\n !     See `dokku help` for a list of available commands.\n",
+    )
+    dokku.install_plugin("postgres")
+    assert sh(["dokku", "postgres:list"]) == Result(0, b"", b" !     There are no Postgres services\n")
+
+
+def test_postgres_create_info_and_list(sh, dokku):
+    dokku.install_plugin("postgres")
+    created = sh(["dokku", "postgres:create", "shop-db", "--image-version", "17.2"])
+    assert created.exit_code == 0
+    assert "=====> Postgres container created: shop-db\n" in created.out
+    # Creation ends with the full info, DSN (and so the password) included.
+    assert dokku.service_url("postgres", "shop-db") in created.out
+    assert sh(["dokku", "postgres:create", "shop-db"]).err == " !     Postgres service shop-db already exists\n"
+    bad = sh(["dokku", "postgres:create", "shop.db"])
+    assert bad.exit_code == 1 and "Valid characters are: [A-Za-z0-9_]+" in bad.err
+    dokku.refuse_image("postgres:99.0")
+    pull = sh(["dokku", "postgres:create", "other", "-I", "99.0"])
+    assert pull.exit_code == 1 and pull.err.endswith(" !     Postgres image postgres:99.0 pull failed\n")
+    assert dokku.services("postgres") == ["shop-db"]
+
+    assert sh(["dokku", "postgres:list"]).out == "=====> Postgres services\nshop-db\n"
+    assert sh(["dokku", "--quiet", "postgres:list"]).out == "shop-db\n"
+    assert sh(["dokku", "postgres:info", "shop-db", "--version"]).out == "postgres:17.2\n"
+    assert sh(["dokku", "postgres:info", "shop-db", "--status"]).out == "running\n"
+    assert sh(["dokku", "postgres:info", "shop-db", "--links"]).out == "-\n"
+    full = sh(["dokku", "postgres:info", "shop-db"]).out
+    assert full.startswith("=====> shop-db postgres service information\n")
+    assert "       Status               running                  \n" in full
+    bad_flag = sh(["dokku", "postgres:info", "shop-db", "--colour"])
+    assert bad_flag.exit_code == 1 and bad_flag.err.startswith(" !     Invalid flag passed, valid flags: --config-dir")
+    ghost = sh(["dokku", "postgres:info", "ghost", "--status"])
+    assert (ghost.exit_code, ghost.err) == (1, " !     Postgres service ghost does not exist\n")
+
+
+def test_postgres_link_unlink_and_destroy(sh, dokku):
+    dokku.install_plugin("postgres")
+    dokku.create_app("shop")
+    dokku.mark_deployed("shop")
+    sh(["dokku", "postgres:create", "shop-db"])
+    url = dokku.service_url("postgres", "shop-db")
+    assert url.startswith("postgres://postgres:") and url.endswith("@dokku-postgres-shop-db:5432/shop_db")
+
+    # --no-restart takes no value (getopts' "n" comes first), so this keeps the app running.
+    linked = sh(["dokku", "postgres:link", "shop-db", "shop", "--no-restart"])
+    assert linked.exit_code == 0 and "Skipping restart of linked app" in linked.out
+    assert "Deploying web" not in linked.out
+    assert dokku.env("shop")["DATABASE_URL"] == url.encode()
+    assert sh(["dokku", "postgres:info", "shop-db", "--links"]).out == "shop \n"
+    again = sh(["dokku", "postgres:link", "shop-db", "shop"])
+    assert (again.exit_code, again.err) == (1, " !     Already linked as DATABASE_URL\n")
+    assert sh(["dokku", "postgres:destroy", "shop-db", "-f"]).err == " !     Cannot delete linked service\n"
+
+    # DATABASE_URL taken: the second service gets a colour alias; without -n the app restarts.
+    sh(["dokku", "postgres:create", "audit-db"])
+    second = sh(["dokku", "postgres:link", "audit-db", "shop"])
+    assert "Deploying web" in second.out
+    assert dokku.env("shop")["DOKKU_POSTGRES_AQUA_URL"] == dokku.service_url("postgres", "audit-db").encode()
+    assert sh(["dokku", "postgres:link", "audit-db", "ghost"]).exit_code == 20
+
+    unlinked = sh(["dokku", "postgres:unlink", "shop-db", "shop", "--no-restart"])
+    assert unlinked.exit_code == 0 and "DATABASE_URL" not in dokku.env("shop")
+    not_linked = sh(["dokku", "postgres:unlink", "shop-db", "shop"])
+    assert (not_linked.exit_code, not_linked.err) == (1, " !     Not linked to app shop\n")
+
+    wrong = sh(["dokku", "postgres:destroy", "shop-db"], stdin=b"nope\n")
+    assert wrong.exit_code == 1 and "Confirmation did not match shop-db. Aborted." in wrong.err
+    done = sh(["dokku", "postgres:destroy", "shop-db", "-f"])
+    assert done.exit_code == 0 and done.out.endswith("=====> Postgres container deleted: shop-db\n")
+    assert dokku.services("postgres") == ["audit-db"]

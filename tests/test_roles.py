@@ -43,6 +43,8 @@ PANEL_ROLES = {
     "apps.destroy": "member", "apps.set_env": "member", "apps.paste_env": "member", "apps.edit_env": "member",
     "apps.remove_env": "member", "apps.reveal_env": "member", "apps.add_domain": "member",
     "apps.remove_domain": "member",
+    "databases.refresh": "member", "databases.create": "member", "databases.link": "member",
+    "databases.unlink": "member", "databases.destroy": "admin", "databases.reveal_dsn": "member",
     "operations.show": "viewer", "operations.retry": "member",
     "account.show": "viewer", "account.notifications_update": "viewer", "account.change_password": "viewer",
     "account.change_email": "viewer", "account.end_session": "viewer", "account.two_factor_show": "viewer",
@@ -119,7 +121,7 @@ def world(app, admin, member, viewer):
         "args": {"server_id": server.id, "name": "api", "key": "API_TOKEN", "domain_id": domain.id,
                  "key_id": key.id, "operation_id": op.id, "seq": entry.seq, "target_id": target.id,
                  "message_id": message.id, "token": unsubscribe_token(viewer), "user_id": member.id,
-                 "invitation_id": invitation.id, "session_id": 10**6},
+                 "invitation_id": invitation.id, "session_id": 10**6, "plugin": "postgres"},
     }
 
 

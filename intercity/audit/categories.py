@@ -62,6 +62,12 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "deploy_key.updated": ("security", True),
     "deploy_key.deleted": ("security", True),
     # Apps, their env vars and domains
+    # Database services (dokku-postgres) and their links to apps
+    "service.create_requested": ("app", False),
+    "service.destroy_requested": ("app", True),
+    "service.link_requested": ("security", False),
+    "service.unlink_requested": ("security", False),
+    "service.dsn_revealed": ("security", True),
     "app.created": ("app", False),
     "app.updated": ("app", False),
     "app.deleted": ("app", False),

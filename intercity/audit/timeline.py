@@ -139,8 +139,16 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
         caused = [Part(f", with its {parent.replace('_', ' ')}")]
 
     match action:
+        case "env_var.created" if _new(changes, "linked_service"):
+            plugin, _, service = str(_new(changes, "linked_service")).partition(" ")
+            return [Part(": "), label, Part(f" set by linking {plugin} service "), Part(service, "target"),
+                    *_app_place(entry)]
         case "env_var.created":
             return [Part(" set "), label, *_app_place(entry)]
+        case "env_var.deleted" if _old(changes, "linked_service"):
+            plugin, _, service = str(_old(changes, "linked_service")).partition(" ")
+            return [Part(": "), label, Part(f" removed by unlinking {plugin} service "), Part(service, "target"),
+                    *_app_place(entry, "from")]
         case "env_var.updated":
             if "key" in changes:
                 return [Part(" renamed "), Part(str(_old(changes, "key")), "code"), Part(" to "), label,
@@ -208,6 +216,24 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" tested the connection to "), Part(entry.server_name or _label(entry), "target")]
         case "server.import_requested":
             return [Part(" imported apps from "), Part(entry.server_name or _label(entry), "target")]
+        case "service.create_requested" | "service.destroy_requested":
+            verb = "created" if action == "service.create_requested" else "destroyed"
+            data = _new(changes, "payload") or {}
+            version = data.get("version") if isinstance(data, dict) else None
+            return [Part(f" {verb} {data.get('plugin', 'database')} service "), Part(str(data.get("service", "")),
+                    "target"), *([Part(f" (image version {version})")] if version else []),
+                    *_server_place(entry, "on")]
+        case "service.link_requested" | "service.unlink_requested":
+            verb, prep = ("linked", "to") if action == "service.link_requested" else ("unlinked", "from")
+            data = _new(changes, "payload") or {}
+            return [Part(f" {verb} {data.get('plugin', 'database')} service "), Part(str(data.get("service", "")),
+                    "target"), Part(f" {prep} "), Part(entry.app_name or "", "target"),
+                    *([] if data.get("restart", True) else [Part(" without restarting it")]),
+                    *_server_place(entry, "on")]
+        case "service.dsn_revealed":
+            plugin, _, service = _label(entry).partition(" ")
+            return [Part(f" revealed the connection URL of {plugin} service "), Part(service, "target"),
+                    *_server_place(entry, "on")]
         case "operation.retry_requested":
             return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
         case "operation.succeeded" | "operation.failed":

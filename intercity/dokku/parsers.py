@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from intercity.audit.rules import REDACTED
 from intercity.dokku.commands import MINIMUM, Command, DokkuVersion
+from intercity.dokku.service_plugins import PLUGINS as _SERVICE_PLUGINS
 
 # Dokku's log prefixes (reference §0); ` !     ` marks warnings and failures.
 _BANG = " !     "
@@ -69,6 +70,32 @@ class UnsupportedVersion(DokkuError):
 
 class EnvFileUnreadable(DokkuError):
     """The app's ENV file on the server cannot be parsed by Dokku (a value it cannot store got in)."""
+
+
+class PluginMissing(DokkuError):
+    """A service plugin's command is unknown: the plugin is not installed."""
+
+
+class ServiceMissing(DokkuError):
+    pass
+
+
+class ServiceExists(DokkuError):
+    pass
+
+
+class AlreadyLinked(DokkuError):
+    def __init__(self, message: str, exit_code: int | None, variable: str):
+        super().__init__(message, exit_code)
+        self.variable = variable
+
+
+class NotLinked(DokkuError):
+    pass
+
+
+class ServiceLinked(DokkuError):
+    """`destroy` refused: apps are still linked to the service."""
 
 
 class UnparseableOutput(DokkuError):
@@ -137,7 +164,9 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str, scrub=None
                     f"App {app} has not been deployed yet, so there is nothing to restart. Deploy it first.", code
                 )
         benign = {"You haven't deployed any applications yet"}
-        warnings = [line for line in bangs if line not in benign]
+        # A service plugin's empty list is a warning on stderr, not a problem.
+        warnings = [line for line in bangs if line not in benign
+                    and not re.fullmatch(r"There are no \S+ services", line)]
         # e.g. `sudo: unable to resolve host x`: worth showing, not a failure.
         warnings += [line.strip() for line in stderr.splitlines() if line.startswith("sudo: ")]
         return [scrub(w) for w in warnings]
@@ -159,6 +188,9 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> 
             "Repair the Dokku installation.",
             code,
         )
+    failure = _service_failure(command, code, text, bangs)
+    if failure is not None:
+        return failure
     if "is not a dokku command" in lower:
         return DokkuError(
             f"The Dokku on this server does not know the command {kind}. "
@@ -216,6 +248,43 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> 
             if line.endswith(" is invalid. exiting..."):
                 domain = line.removesuffix(" is invalid. exiting...")
                 return DokkuError(f"Dokku rejected the domain {domain}: it is not a valid hostname.", code)
+    return None
+
+
+def _service_failure(command: Command, code: int, text: str, bangs: list[str]) -> DokkuError | None:
+    """The service plugins' dokku_log_fail messages (dokku-postgres common-functions), in plain words."""
+    plugin, _, sub = command.kind.partition(":")
+    if plugin not in _SERVICE_PLUGINS:
+        return None
+    label = _SERVICE_PLUGINS[plugin]["label"]
+    service = command.argv[2] if len(command.argv) > 2 else "the service"
+    if "is not a dokku command" in text:
+        return PluginMissing(
+            f"The {label} plugin (dokku-{plugin}) is not installed on this server. An admin installs it with "
+            f"`sudo dokku plugin:install {_SERVICE_PLUGINS[plugin]['url']} --name {plugin}`.", code)
+    for line in bangs:
+        if line.endswith(" does not exist") and line.startswith(_SERVICE_PLUGINS[plugin]["service"] + " service "):
+            return ServiceMissing(f"The {label} service {service} does not exist on the server.", code)
+        if line.endswith(" already exists"):
+            return ServiceExists(f"A {label} service named {service} already exists on the server.", code)
+        if line.startswith("Already linked as "):
+            variable = line.removeprefix("Already linked as ").strip()
+            return AlreadyLinked(f"{service} is already linked to {command.app} (as {variable}).", code, variable)
+        if line.startswith("Not linked to app "):
+            return NotLinked(f"{service} is not linked to {command.app} on the server.", code)
+        if line == "Cannot delete linked service":
+            return ServiceLinked(
+                f"Dokku refused to destroy {service} (“Cannot delete linked service”): apps are still linked to it. "
+                "Unlink it from every app first; destroying it would take their database away.", code)
+        if line.endswith(" pull failed") and " image " in line:
+            image = line.split(" image ", 1)[1].removesuffix(" pull failed")
+            return DokkuError(f"The server could not pull the image {image}: check the version (a Docker tag "
+                              "of the official image, e.g. 17.2).", code)
+        if line.startswith("Please specify a valid name for the service"):
+            return DokkuError(f"Dokku refused the service name {service}: use letters, digits, underscores "
+                              "and hyphens.", code)
+        if line.startswith("Specified alias ") or line.startswith("Unable to use default or generated URL alias"):
+            return DokkuError(f"Dokku found no free variable name to link {service} to {command.app}.", code)
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Iterable
 
 from intercity.audit.chain import canonical_json, timestamp
 from intercity.audit.rules import REDACTED
+from intercity.dokku import service_plugins
 from intercity.dokku.commands import Command
 
 # Per stream: plenty for a deploy's error, small enough for a timeline page.
@@ -30,8 +31,9 @@ NOT_STORED = "[output not stored: it lists the values of the app's environment v
 
 
 def stores_output(command: Command) -> bool:
-    """config:set echoes values, config:export lists them and an ENV-file error quotes them all."""
-    return not command.kind.startswith("config")
+    """config:set echoes values, config:export lists them and an ENV-file error quotes them all;
+    a service's create, link and `info --dsn` print its connection URL, password included."""
+    return not (command.kind.startswith("config") or service_plugins.hides_output(command))
 
 
 def _forms(secret: str) -> set[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import executors
+from intercity.jobs import executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -117,3 +117,21 @@ declare("env.apply", category="security", title="apply environment variables", e
         region="env", refreshes=("app-status",), deadline=900)
 declare("domains.apply", category="app", title="apply domains", executor=executors.domains_apply,
         region="domains", refreshes=("app-status",), deadline=300)
+
+# --- database services (dokku-postgres): listed and created per server, linked per app -------
+
+declare("services.refresh", category="app", title="read the database services", executor=service_executors.services_refresh,
+        app_level=False, page="server", region="services", refreshes=("services",), deadline=120, read=True)
+declare("service.create", category="app", title="create a database service", executor=service_executors.service_create,
+        app_level=False, page="server", region="services", refreshes=("services",),
+        request_action="service.create_requested", deadline=900)
+declare("service.destroy", category="app", title="destroy a database service",
+        executor=service_executors.service_destroy, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.destroy_requested", deadline=300)
+# Linking sets the app's connection URL (a secret env var), so it files under Security like env changes.
+declare("service.link", category="security", title="link a database service", executor=service_executors.service_link,
+        page="server", region="services", refreshes=("services",), request_action="service.link_requested",
+        deadline=900)
+declare("service.unlink", category="security", title="unlink a database service",
+        executor=service_executors.service_unlink, page="server", region="services", refreshes=("services",),
+        request_action="service.unlink_requested", deadline=900)

@@ -64,6 +64,8 @@ class EnvVar(db.Model):
     value_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     # A keyed fingerprint: the audit log shows that a value changed without showing it.
     value_fingerprint: Mapped[str] = audited(String(32))
+    # "postgres shop-db" when a service link set this variable: only an unlink removes it.
+    linked_service: Mapped[str | None] = audited(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

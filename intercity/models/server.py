@@ -36,7 +36,7 @@ class Server(db.Model):
         ignore=frozenset({
             "created_at", "updated_at", "status", "status_message", "last_checked_at",
             "dokku_version", "seen_host_key_type", "seen_host_key_fingerprint", "remote_keys",
-            "remote_keys_checked_at", "unreachable_since",
+            "remote_keys_checked_at", "unreachable_since", "services", "services_checked_at",
         }),
         classify=_classify_server,
         actions=("server.created", "server.updated", "server.deleted", "server.host_key_accepted",
@@ -66,6 +66,10 @@ class Server(db.Model):
     # Deploy keys as `ssh-keys:list` last showed them (JSON list of {name, fingerprint, public_key}).
     remote_keys: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     remote_keys_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Service plugins as the last listing showed them: {plugin: {"installed": bool, "services":
+    # [{name, version, status, links}]}}. Never a DSN: `info` is read one flag at a time.
+    services: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    services_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

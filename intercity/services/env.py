@@ -59,9 +59,19 @@ def get_var(app: App, key: str) -> EnvVar | None:
 
 
 
+def refuse_linked(var: EnvVar | None, field: str = "key") -> None:
+    """A variable a service link set belongs to the link: only unlinking removes or changes it."""
+    if var is not None and var.linked_service:
+        plugin, _, service = var.linked_service.partition(" ")
+        raise ValidationError(f"{var.key} was set by linking {plugin} service {service}: unlink the service "
+                              "on the server's page instead of changing it here.", field)
+
+
 def _apply(app: App, user, pairs: dict[str, str], restart: bool) -> EnvResult:
     result = EnvResult()
     changed = []
+    for key in pairs:
+        refuse_linked(get_var(app, key), "block" if len(pairs) > 1 else "key")
     for key, value in pairs.items():
         var = get_var(app, key)
         if var is None:
@@ -109,6 +119,7 @@ def remove_var(app: App, user, *, key: str, restart: bool = True) -> EnvResult:
     var = get_var(app, key)
     if var is None:
         raise ValidationError(f"{app.name} has no variable {key}.", "key")
+    refuse_linked(var)
     db.session.delete(var)
     db.session.flush()
     operation = request_operation("env.apply", server=app.server, app=app, requested_by=user,

@@ -25,6 +25,9 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
     authorized_keys           the dokku user's keys, in sshcommand's format
     calls.log                 one JSON object per invocation (see below)
     control/                  fault injection (see below)
+    plugins/<name>            marker: the service plugin (postgres) is installed
+    services/<plugin>/<svc>/  IMAGE, IMAGE_VERSION, PASSWORD, LINKS (one app a line) and
+                              an optional STATUS (default running) of one service
 
 Config storage: values are stored byte for byte, except that -- as in Dokku,
 whose godotenv 1.5.1 writes integers with ``%d`` -- a value that Go's
@@ -51,6 +54,7 @@ Fault injection, read on every invocation (files under ``$ROOT/control/``):
                        touching state. "times" (optional) limits how many
                        invocations fail; the file is removed when it runs out.
     hang/<command>     a number of seconds to sleep before doing anything.
+    unpullable-images  one image:tag a line that <plugin>:create cannot pull.
     restart-fail       a message: restarts triggered by config:set/unset print
                        " !     Failure while restarting app: <msg>" and still
                        exit 0 (as Dokku does); ps:restart prints the message
@@ -71,7 +75,12 @@ Go report format from 0.38.22 and the bash ``printf "%-30s %-25s"`` one before,
 and accepts ``--format json`` from 0.38.0; ``ps:restart`` writes its stderr to
 stdout from 0.38.0.
 
-Known simplifications: no deploys, plugins, containers or nginx (restarts
+Service plugins (dokku-postgres 1.48.0): with plugins/postgres present, postgres:list,
+info, create, link, unlink and destroy answer like the plugin's bash (text only, the
+`=====>` headers dropped when quiet, failures through dokku_log_fail, the LINKS file, the
+colour alias when DATABASE_URL is taken); without it they are unknown commands.
+
+Known simplifications: no deploys, other plugins, containers or nginx (restarts
 print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
 nginx output is that of a host where nginx is not running (as in the golden
 records); ``--force`` after the
@@ -1651,6 +1660,276 @@ def cmd_events_off(ctx: Context, args: list[str]) -> None:
     ctx.state.set_events(False)
 
 
+
+# ---- service plugins (dokku-postgres 1.48.0; common-functions is shared with redis and mysql) ----
+
+# Installed plugins are marker files under plugins/; each service is a directory under
+# services/<plugin>/<service>/ with IMAGE, IMAGE_VERSION, PASSWORD, LINKS and STATUS files.
+SERVICE_PLUGINS = {
+    # prefix: (PLUGIN_SERVICE, default image, default version, default alias, alt alias, scheme, port)
+    "postgres": ("Postgres", "postgres", "18.4", "DATABASE", "DOKKU_POSTGRES", "postgres", 5432),
+}
+SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+ALIAS_COLORS = ("AQUA", "BLACK", "BLUE", "FUCHSIA", "GRAY", "GREEN", "LIME", "MAROON", "NAVY", "OLIVE",
+                "PURPLE", "RED", "SILVER", "TEAL", "WHITE", "YELLOW")
+
+
+def _plugin_installed(state: State, plugin: str) -> bool:
+    return (state.root / "plugins" / plugin).exists()
+
+
+def _service_dir(state: State, plugin: str, service: str) -> Path:
+    return state.root / "services" / plugin / service
+
+
+def _services(state: State, plugin: str) -> list[str]:
+    base = state.root / "services" / plugin
+    return sorted(entry.name for entry in base.iterdir() if entry.is_dir()) if base.is_dir() else []
+
+
+def _read(path: Path, default: str = "") -> str:
+    return path.read_text().strip() if path.exists() else default
+
+
+def _links(directory: Path) -> list[str]:
+    return [line for line in _read(directory / "LINKS").split("\n") if line]
+
+
+def _service_url(plugin: str, service: str, directory: Path) -> str:
+    _, _, _, _, _, scheme, port = SERVICE_PLUGINS[plugin]
+    password = _read(directory / "PASSWORD")
+    host = "dokku-" + plugin + "-" + re.sub(r"[._]", "-", service)
+    database = re.sub(r"[.-]", "_", service)
+    return f"{scheme}://{plugin}:{password}@{host}:{port}/{database}"
+
+
+def _verify_service(ctx: Context, plugin: str, service: str) -> Path:
+    if not service:
+        ctx.console.fail("Please specify a valid name for the service")
+    directory = _service_dir(ctx.state, plugin, service)
+    if not SERVICE_NAME.match(service) or not directory.is_dir():
+        ctx.console.fail(f"{SERVICE_PLUGINS[plugin][0]} service {service} does not exist")
+    return directory
+
+
+def _service_args(args: list[str]) -> tuple[list[str], dict]:
+    """service_parse_args: long flags become getopts letters; getopts stops at the first operand.
+
+    In getopts' string "na:c:...n:..." the first `n` takes no argument, so `--no-restart` alone
+    turns restarts off and a following "false" (the README's example) is an operand, ignored.
+    """
+    long_to_short = {"--alias": "-a", "--image": "-i", "--image-version": "-I", "--no-restart": "-n",
+                     "--querystring": "-q", "--password": "-p"}
+    takes_value = {"-a", "-i", "-I", "-q", "-p"}
+    options: dict = {}
+    positional: list[str] = []
+    items = [long_to_short.get(arg, arg) for arg in args]
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg in takes_value and i + 1 < len(items):
+            options[arg] = items[i + 1]
+            i += 2
+        elif arg == "-n":
+            options["-n"] = True
+            i += 1
+        else:
+            positional = items[i:]
+            break
+    return positional, options
+
+
+def _service_info_flags(ctx: Context, plugin: str, service: str, directory: Path) -> list[tuple[str, str]]:
+    links = _links(directory)
+    image = f"{_read(directory / 'IMAGE')}:{_read(directory / 'IMAGE_VERSION')}"
+    root = f"/var/lib/dokku/services/{plugin}/{service}"
+    return [
+        ("--config-dir", f"{root}/data"),
+        ("--config-options", _read(directory / "CONFIG_OPTIONS")),
+        ("--data-dir", f"{root}/data"),
+        ("--dsn", _service_url(plugin, service, directory)),
+        ("--exposed-ports", "-"),
+        ("--id", hashlib.sha256(service.encode()).hexdigest()),
+        ("--internal-ip", "172.17.0.5"),
+        ("--initial-network", ""),
+        # service_linked_apps: `tr '\n' ' '` leaves a trailing space.
+        ("--links", " ".join(links) + " " if links else "-"),
+        ("--post-create-network", ""),
+        ("--post-start-network", ""),
+        ("--service-root", root),
+        ("--status", _read(directory / "STATUS", "running")),
+        ("--version", image),
+    ]
+
+
+def _print_service_info(ctx: Context, plugin: str, service: str, directory: Path, flag: str = "") -> None:
+    flags = _service_info_flags(ctx, plugin, service, directory)
+    if not flag:
+        ctx.console.info2(f"{service} {plugin} service information", quiet_able=True)
+        for key, value in flags:
+            label = ucfirst(key[2:].replace("-", " "))
+            ctx.console.verbose(f"{label:<20} {value:<25}")
+        return
+    for key, value in flags:
+        if key == flag:
+            ctx.console.out(value)
+            return
+    ctx.console.fail("Invalid flag passed, valid flags:" + "".join(" " + key for key, _ in flags))
+
+
+def service_list(ctx: Context, plugin: str, args: list[str]) -> None:
+    names = _services(ctx.state, plugin)
+    label = SERVICE_PLUGINS[plugin][0]
+    if not names:
+        ctx.console.warn(f"There are no {label} services")
+        return
+    ctx.console.info2(f"{label} services", quiet_able=True)
+    for name in names:
+        ctx.console.out(name)
+
+
+def service_info(ctx: Context, plugin: str, args: list[str]) -> None:
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    _print_service_info(ctx, plugin, service, directory, args[1] if len(args) > 1 else "")
+
+
+def service_create(ctx: Context, plugin: str, args: list[str]) -> None:
+    label, image, version, *_ = SERVICE_PLUGINS[plugin]
+    service = args[0] if args else ""
+    _, options = _service_args(args[1:])
+    if not SERVICE_NAME.match(service):
+        ctx.console.fail("Please specify a valid name for the service. Valid characters are: [A-Za-z0-9_]+")
+    directory = _service_dir(ctx.state, plugin, service)
+    if directory.is_dir():
+        ctx.console.fail(f"{label} service {service} already exists")
+    image = options.get("-i", image)
+    version = options.get("-I", version)
+    if f"{image}:{version}" in _read(ctx.state.control_dir / "unpullable-images").split("\n"):
+        ctx.console.err(f"Error response from daemon: manifest for {image}:{version} not found: "
+                        "manifest unknown: manifest unknown")
+        ctx.console.fail(f"{label} image {image}:{version} pull failed")
+    directory.mkdir(parents=True)
+    (directory / "IMAGE").write_text(image + "\n")
+    (directory / "IMAGE_VERSION").write_text(version + "\n")
+    password = options.get("-p") or os.urandom(16).hex()  # openssl rand -hex 16
+    if options.get("-p"):
+        ctx.console.warn("Specified password may not be as secure as the auto-generated password")
+    (directory / "PASSWORD").write_text(password + "\n")
+    (directory / "LINKS").write_text("")
+    if not ctx.console.quiet:
+        ctx.console.verbose("Waiting for container to be ready")
+    ctx.console.info2(f"{label} container created: {service}")
+    _print_service_info(ctx, plugin, service, directory)
+
+
+def _link_args(ctx: Context, plugin: str, args: list[str]) -> tuple[str, str, Path, dict]:
+    service = args[0] if args else ""
+    app = args[1] if len(args) > 1 else ""
+    if not service:
+        ctx.console.fail("Please specify a valid name for the service")
+    if not app:
+        ctx.console.fail("Please specify an app to run the command on")
+    ctx.verify_app_bash(app)
+    directory = _verify_service(ctx, plugin, service)
+    _, options = _service_args(args[2:])
+    return service, app, directory, options
+
+
+def service_link(ctx: Context, plugin: str, args: list[str]) -> None:
+    service, app, directory, options = _link_args(ctx, plugin, args)
+    _, _, _, default_alias, alt_alias, _, _ = SERVICE_PLUGINS[plugin]
+    url = _service_url(plugin, service, directory)
+    env = _read_env(ctx, app)
+    # config_all's lines are "KEY:  value"; the plugin greps them, keys and values alike.
+    lines = [f"{key}:  {os.fsdecode(value)}" for key, value in env.items()]
+    linked = [line.split(":", 1)[0] for line in lines if url in line]
+    if "-a" in options:
+        alias = options["-a"].upper().removesuffix("_URL")
+        if any(f"{alias}_URL" in line for line in lines):
+            ctx.console.fail(f"Specified alias {alias} already in use")
+    else:
+        alias = default_alias
+        if any(f"{default_alias}_URL" in line for line in lines):
+            alias = next((f"{alt_alias}_{color}" for color in ALIAS_COLORS
+                          if not any(f"{alt_alias}_{color}_URL" in line for line in lines)), "")
+        if not alias:
+            ctx.console.fail("Unable to use default or generated URL alias")
+    if linked:
+        ctx.console.fail(f"Already linked as {linked[0]}")
+    links = sorted(set(_links(directory)) | {app})
+    (directory / "LINKS").write_text("".join(name + "\n" for name in links))
+    if "-q" in options:
+        url = f"{url}?{options['-q'].removeprefix('?')}"
+    env[f"{alias}_URL"] = url.encode()
+    ctx.state.write_env(app, env)
+    if not ctx.console.quiet:
+        ctx.console.info1("Setting config vars")
+        ctx.console.out(pretty_env("       ", {f"{alias}_URL": url.encode()}))
+    log_event(ctx, "post-config-update", app, "set", f"{alias}_URL")
+    if options.get("-n"):
+        ctx.console.verbose("Skipping restart of linked app")
+    else:
+        _maybe_restart(ctx, app, False)
+
+
+def service_unlink(ctx: Context, plugin: str, args: list[str]) -> None:
+    service, app, directory, options = _link_args(ctx, plugin, args)
+    url = _service_url(plugin, service, directory)
+    links = [name for name in _links(directory) if name != app]
+    (directory / "LINKS").write_text("".join(name + "\n" for name in links))
+    env = _read_env(ctx, app)
+    keys = [key for key, value in env.items() if url in f"{key}:  {os.fsdecode(value)}"]
+    if not keys:
+        ctx.console.fail(f"Not linked to app {app}")
+    for key in keys:
+        ctx.console.info1(f"Unsetting {key}", quiet_able=True)
+        del env[key]
+    ctx.state.write_env(app, env)
+    log_event(ctx, "post-config-update", app, "unset", *keys)
+    if options.get("-n"):
+        ctx.console.verbose("Skipping restart of linked app")
+    else:
+        _maybe_restart(ctx, app, False)
+
+
+def service_destroy(ctx: Context, plugin: str, args: list[str]) -> None:
+    label = SERVICE_PLUGINS[plugin][0]
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    if _links(directory):
+        ctx.console.fail("Cannot delete linked service")
+    force = (args[1] if len(args) > 1 else "") in ("force", "-f", "--force") or ctx.force
+    if not force:
+        ctx.console.warn("WARNING: Potentially Destructive Action")
+        ctx.console.warn(f"This command will destroy {service} {label} service.")
+        ctx.console.warn(f'To proceed, type "{service}"')
+        ctx.console.out("")
+        # bash's `read -rp "> "` shows its prompt only when stdin is a terminal.
+        if sys.stdin.readline().rstrip("\n") != service:
+            ctx.console.warn(f"Confirmation did not match {service}. Aborted.")
+            raise DokkuExit(1)
+    ctx.console.info2(f"Deleting {service}", quiet_able=True)
+    if not ctx.console.quiet:
+        ctx.console.verbose("Removing data")
+    shutil.rmtree(directory)
+    ctx.console.info2(f"{label} container deleted: {service}")
+
+
+SERVICE_SUBCOMMANDS = {
+    "list": service_list, "info": service_info, "create": service_create, "link": service_link,
+    "unlink": service_unlink, "destroy": service_destroy,
+}
+
+
+def service_command(command: str):
+    """The handler of `<plugin>:<subcommand>`, or None (the plugin, or the subcommand, is not there)."""
+    plugin, _, sub = command.partition(":")
+    if plugin not in SERVICE_PLUGINS or sub not in SERVICE_SUBCOMMANDS:
+        return None
+    return lambda ctx, args: SERVICE_SUBCOMMANDS[sub](ctx, plugin, args)
+
+
 COMMANDS = {
     "version": cmd_version,
     "events": cmd_events,
@@ -1759,6 +2038,8 @@ def main(argv: list[str]) -> int:
             console.err(fault.get("stderr", ""), end="")
             return int(fault.get("exit_code", 1))
         handler = COMMANDS.get(command)
+        if handler is None and _plugin_installed(state, command.partition(":")[0]):
+            handler = service_command(command)
         if handler is None:
             console.warn(f"`{' '.join(args)}` is not a dokku command.")
             console.warn("See `dokku help` for a list of available commands.")

@@ -181,6 +181,33 @@ class DokkuDouble:
         """Add a key as sshcommand would; returns its SHA256 fingerprint."""
         return self._state.add_key_line(name, public_key_line)
 
+    # service plugins -------------------------------------------------------
+    @_shared_files
+    def install_plugin(self, plugin: str) -> None:
+        """Install a service plugin (``postgres``): its commands exist from now on."""
+        (self.root / "plugins").mkdir(exist_ok=True)
+        (self.root / "plugins" / plugin).touch()
+
+    def services(self, plugin: str) -> list[str]:
+        return _double._services(self._state, plugin)
+
+    def service_links(self, plugin: str, service: str) -> list[str]:
+        return _double._links(_double._service_dir(self._state, plugin, service))
+
+    def service_url(self, plugin: str, service: str) -> str:
+        """The DSN a link sets (it carries the service's password)."""
+        return _double._service_url(plugin, service, _double._service_dir(self._state, plugin, service))
+
+    @_shared_files
+    def set_service_status(self, plugin: str, service: str, status: str) -> None:
+        (_double._service_dir(self._state, plugin, service) / "STATUS").write_text(status + "\n")
+
+    @_shared_files
+    def refuse_image(self, image: str) -> None:
+        """Make pulling ``image`` (``postgres:99.0``) fail, as an unknown tag does."""
+        path = self.root / "control" / "unpullable-images"
+        path.write_text((path.read_text() if path.exists() else "") + image + "\n")
+
     # calls -----------------------------------------------------------------
     def calls(self) -> list[dict]:
         path = self._state.calls_log
