@@ -137,9 +137,11 @@ def test_two_workers_apply_fifty_alternating_changes_in_order(jobs_on_redis, app
     # One at a time, in the order they were requested.
     for earlier, later in zip(ops, ops[1:]):
         assert earlier.finished_at <= later.started_at
-    # Both processes took jobs from the queue (most found the scope busy and left it to the holder).
+    # Both processes were consuming the queue throughout. Which one Redis hands each job to is up to
+    # the machine's scheduling (on a loaded machine one may take them all), so that is not asserted.
     counts = [w.successful_job_count for w in Worker.all(queue=workers.queue)]
-    assert len(counts) == 2 and all(counts), counts
+    assert len(counts) == 2 and sum(counts) >= 50, counts
+    assert all(process.poll() is None for process in workers.processes), workers.output()
 
 
 def test_worker_killed_mid_operation_is_failed_by_the_sweeper_and_retry_succeeds(
