@@ -27,6 +27,10 @@ class DokkuError(Exception):
         self.exit_code = exit_code
 
 
+class StoppedAtDeadline(DokkuError):
+    """The server's `timeout` stopped the command at its deadline (exit 124, or 137 after SIGKILL)."""
+
+
 class AppMissing(DokkuError):
     pass
 
