@@ -13,9 +13,10 @@ from intercity.dokku.commands import Deadline
 from intercity.extensions import db
 from intercity.jobs import deadlines, kinds
 from intercity.models import Operation
+from intercity.models.base import utcnow
 from intercity.services.operations import request_operation
 from tests.support.builders import make_app
-from tests.support.operations import runs, set_env, settle
+from tests.support.operations import finished, runs, set_env, settle
 from tests.support.ssh_fixtures import SUDO_USER, make_dokku_server
 
 
@@ -101,3 +102,71 @@ def test_a_command_running_past_its_deadline_is_killed_on_the_server(app, admin,
     assert run.exit_code == 124
     assert recorded >= run.started_at + timedelta(seconds=2)  # deadline plus grace, after it started
     assert "KEY" not in dokku.env("web")
+
+
+def request_env(server, web, user, **values) -> int:
+    set_env(web, **values)
+    op = request_operation("env.apply", server=server, app=web, requested_by=user,
+                           payload={"set": list(values), "unset": [], "restart": False})
+    db.session.commit()
+    return op.id
+
+
+def config_set_calls(dokku) -> list[dict]:
+    return [call for call in dokku.calls() if call["command"] == "config:set"]
+
+
+@pytest.mark.ssh
+@pytest.mark.postgresql_only
+def test_a_config_set_the_panel_stopped_waiting_for_never_overwrites_a_newer_value(
+        app, admin, sshd, dokku, dokku_server, client, logged_in):
+    # The panel waits 1 s for a command; the server stops it after 2 s (SIGKILL 1 s later).
+    app.config.update(SSH_COMMAND_TIMEOUT=1, COMMAND_DEADLINES={"env.apply": 2}, COMMAND_KILL_GRACE=1,
+                      SSH_CONNECT_TIMEOUT=2)
+    dokku.create_app("web")
+    dokku.hang("config:set", 5)  # without a deadline it would write the old value 5 s later
+    web = make_app(dokku_server, name="web")
+    first = finished(app, request_env(dokku_server, web, admin, API_KEY="old-rotated-away"))
+    assert first.status == "failed"
+    assert "may still be running on the server" in first.reason
+    assert first.commands_in_doubt and "Later work on web waits until" in first.reason
+
+    dokku.clear_faults()
+    app.config["SSH_COMMAND_TIMEOUT"] = 30  # the network is fine again
+    newer_id = request_env(dokku_server, web, admin, API_KEY="new-after-rotation")
+    newer = finished(app, newer_id)
+    assert (newer.status, newer.reason) == ("succeeded", None), newer.reason
+    # It started only once the lost command had certainly ended, and read the server back first.
+    assert newer.started_at >= first.commands_deadline_at
+    assert runs(newer)[0].argv_list == ["dokku", "config:export", "web", "--format", "json"]
+    assert any(w.startswith(f"Started once the earlier command on {dokku_server.name} (#{first.id}) had certainly "
+                            "ended") for w in newer.warning_list)
+    old_call, new_call = config_set_calls(dokku)
+    assert new_call["time"] > old_call["time"] + 5  # after the old command's hang would have ended...
+    assert not double_processes(sshd, "config:set")
+    assert dokku.env("web") == {"API_KEY": b"new-after-rotation"}  # ...and the server holds the newer value
+
+    # The timeline tells what happened.
+    logged_in(admin)
+    page = client.get(f"/servers/{dokku_server.id}/apps/web/audit").get_data(as_text=True)
+    assert "may still be running on the server" in page
+    assert "Later work on web waits until" in page
+    assert f"Started once the earlier command on {dokku_server.name} (#{first.id}) had certainly ended" in page
+
+
+def test_a_queued_card_says_it_waits_for_the_earlier_command(app, admin, client, logged_in):
+    from tests.support.builders import make_server
+
+    server = make_server(name="prod-1")
+    web = make_app(server, name="web")
+    earlier = request_operation("app.restart", server=server, app=web, requested_by=admin)
+    db.session.flush()
+    earlier.status, earlier.commands_in_doubt = "failed", True
+    earlier.commands_deadline_at = utcnow() + timedelta(minutes=10)
+    later = request_operation("app.restart", server=server, app=web, requested_by=admin)
+    db.session.commit()
+    app.extensions["intercity_jobs"].wait_idle()  # the runner looked and left it queued
+    logged_in(admin)
+    page = client.get(f"/operations/{later.id}").get_data(as_text=True)
+    assert "Waiting until the earlier command on prod-1 has certainly ended" in page
+    assert db.session.get(Operation, later.id).status == "queued"
