@@ -118,6 +118,10 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str, scrub=None
             "`%dokku ALL=(ALL:ALL) NOPASSWD:SETENV: /usr/bin/dokku`, or connect as root.",
             code,
         )
+    if code == 127 and re.search(r"timeout: (command )?not found", stderr):
+        # Every command runs under coreutils `timeout`, which every Dokku host (Debian, Ubuntu) has.
+        raise NotDokku("The server has no `timeout` command (coreutils); the panel runs every dokku command "
+                       "under it. Install coreutils on the server.", code)
     if code == 127 or re.search(r"dokku: (command )?not found", stderr):
         raise NotDokku("Dokku is not installed on this server: the dokku command was not found.", code)
     if code == 20:
