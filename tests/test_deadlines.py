@@ -75,9 +75,9 @@ def wait_for(predicate, timeout: float, what: str):
 @pytest.mark.postgresql_only
 @pytest.mark.parametrize("ssh_user", ["root", SUDO_USER])
 def test_a_command_running_past_its_deadline_is_killed_on_the_server(app, admin, sshd, dokku, ssh_user):
-    app.config.update(COMMAND_DEADLINES={"env.apply": 1}, COMMAND_KILL_GRACE=1)
+    app.config.update(COMMAND_DEADLINES={"env.apply": 2}, COMMAND_KILL_GRACE=1)
     dokku.create_app("web")
-    dokku.hang("config:set", 6)
+    dokku.hang("config:set", 8)
     server = make_dokku_server(sshd, ssh_user=ssh_user)
     web = make_app(server, name="web")
     set_env(web, KEY="late")
@@ -85,22 +85,22 @@ def test_a_command_running_past_its_deadline_is_killed_on_the_server(app, admin,
                               payload={"set": ["KEY"], "unset": [], "restart": False}).id
     db.session.commit()
 
-    wait_for(lambda: double_processes(sshd, "config:set"), 5, "config:set to start on the server")
+    wait_for(lambda: double_processes(sshd, "config:set"), 10, "config:set to start on the server")
     started = time.monotonic()
     # The database knew the command's deadline before the command ended (it was written before it started).
     recorded = db.session.get(Operation, op_id).commands_deadline_at
     assert recorded is not None
 
-    wait_for(lambda: not double_processes(sshd, "config:set"), 4, "the server to stop config:set")
-    assert time.monotonic() - started < 4  # long before its 6 s hang would have ended
+    wait_for(lambda: not double_processes(sshd, "config:set"), 6, "the server to stop config:set")
+    assert time.monotonic() - started < 6  # long before its 8 s hang would have ended
     settle(app)
     op = db.session.get(Operation, op_id)
     assert op.status == "failed"
-    assert op.reason.startswith("dokku config:set ran longer than its deadline of 1 s, so the server stopped it")
+    assert op.reason.startswith("dokku config:set ran longer than its deadline of 2 s, so the server stopped it")
     assert not op.commands_in_doubt  # the panel saw it end: nothing to wait for
     (run,) = runs(op)
     assert run.exit_code == 124
-    assert recorded >= run.started_at + timedelta(seconds=2)  # deadline plus grace, after it started
+    assert recorded >= run.started_at + timedelta(seconds=3)  # deadline plus grace, after it started
     assert "KEY" not in dokku.env("web")
 
 
@@ -170,3 +170,37 @@ def test_a_queued_card_says_it_waits_for_the_earlier_command(app, admin, client,
     page = client.get(f"/operations/{later.id}").get_data(as_text=True)
     assert "Waiting until the earlier command on prod-1 has certainly ended" in page
     assert db.session.get(Operation, later.id).status == "queued"
+
+
+@pytest.mark.ssh
+@pytest.mark.postgresql_only
+def test_after_a_lost_restart_nothing_applies_while_its_deploy_still_holds_the_lock(app, admin, dokku, dokku_server):
+    app.config.update(SSH_COMMAND_TIMEOUT=1, COMMAND_DEADLINES={"app.restart": 2}, COMMAND_KILL_GRACE=1,
+                      SSH_CONNECT_TIMEOUT=2)
+    dokku.create_app("web")
+    dokku.mark_deployed("web")
+    dokku.hang("ps:restart", 4)
+    web = make_app(dokku_server, name="web")
+    restart = request_operation("app.restart", server=dokku_server, app=web, requested_by=admin)
+    db.session.commit()
+    restart = finished(app, restart.id)
+    assert restart.status == "failed" and restart.commands_in_doubt
+    dokku.clear_faults()
+    app.config["SSH_COMMAND_TIMEOUT"] = 30
+    dokku.lock_deploys("web")  # the deploy the CLI handed to Docker goes on
+
+    change = finished(app, request_env(dokku_server, web, admin, LEVEL="debug"))
+    assert change.status == "failed"
+    assert change.reason.startswith(f"A deploy of web is still running on {dokku_server.name} (its deploy lock is "
+                                    "in place)")
+    assert [run.argv_list[1:] for run in runs(change)] == [["apps:locked", "web"]]  # nothing was changed
+    assert "LEVEL" not in dokku.env("web")
+
+    dokku.lock_deploys("web", False)
+    again = request_operation("env.apply", server=dokku_server, app=web, requested_by=admin,
+                              payload=change.data, retry_of=change)
+    db.session.commit()
+    again = finished(app, again.id)
+    assert (again.status, again.reason) == ("succeeded", None)
+    assert [run.argv_list[1:2] for run in runs(again)][:2] == [["apps:locked"], ["config:export"]]
+    assert dokku.env("web")["LEVEL"] == b"debug"

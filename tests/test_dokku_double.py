@@ -605,3 +605,13 @@ def test_sudo_user_without_nopasswd_gets_password_required(server, client_key, d
         assert dokku.calls() == []
     finally:
         transport.close()
+
+
+def test_apps_locked_answers_with_its_exit_code(sh, dokku):
+    # Go's CommandLocked: LogQuiet text and exit 0 when locked, an error and exit 1 when not.
+    dokku.create_app("web")
+    assert sh(["dokku", "apps:locked", "web"]) == Result(1, b"", b" !     Deploy lock does not exist\n")
+    dokku.lock_deploys("web")
+    assert sh(["dokku", "apps:locked", "web"]) == Result(0, b"Deploy lock exists\n", b"")
+    assert sh(["dokku", "--quiet", "apps:locked", "web"]) == Result(0, b"", b"")
+    assert sh(["dokku", "apps:locked", "ghost"]) == Result(20, b"", b" !     App ghost does not exist\n")

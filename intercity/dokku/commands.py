@@ -319,6 +319,12 @@ def ssh_keys_list(json_format: bool) -> Command:
 # --- ps ------------------------------------------------------------------------------
 
 
+def apps_locked(app: str) -> Command:
+    """Exit 0 while the app's deploy lock is held (a deploy or restart running, or `apps:lock`), 1 when not."""
+    app = _existing_app(app)
+    return _command("apps:locked", "apps:locked", app, app=app)
+
+
 def ps_restart(app: str) -> Command:
     app = _existing_app(app)
     return _command("ps:restart", "ps:restart", app, app=app)
