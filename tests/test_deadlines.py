@@ -6,7 +6,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from intercity.dokku import commands
 from intercity.dokku.commands import Deadline
@@ -16,7 +15,7 @@ from intercity.models import Operation
 from intercity.models.base import utcnow
 from intercity.services.operations import request_operation
 from tests.support.builders import make_app
-from tests.support.operations import finished, runs, set_env, settle
+from tests.support.operations import finished, runs, set_env, settle, wait_until
 from tests.support.ssh_fixtures import SUDO_USER, make_dokku_server
 
 
@@ -58,19 +57,6 @@ def double_processes(sshd, subcommand: str) -> list[int]:
     return found
 
 
-def wait_for(predicate, timeout: float, what: str):
-    limit = time.monotonic() + timeout
-    while True:
-        db.session.commit()
-        db.session.expire_all()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > limit:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.mark.ssh
 @pytest.mark.postgresql_only
 @pytest.mark.parametrize("ssh_user", ["root", SUDO_USER])
@@ -85,13 +71,13 @@ def test_a_command_running_past_its_deadline_is_killed_on_the_server(app, admin,
                               payload={"set": ["KEY"], "unset": [], "restart": False}).id
     db.session.commit()
 
-    wait_for(lambda: double_processes(sshd, "config:set"), 10, "config:set to start on the server")
+    wait_until(lambda: double_processes(sshd, "config:set"), 10, "config:set to start on the server")
     started = time.monotonic()
     # The database knew the command's deadline before the command ended (it was written before it started).
     recorded = db.session.get(Operation, op_id).commands_deadline_at
     assert recorded is not None
 
-    wait_for(lambda: not double_processes(sshd, "config:set"), 6, "the server to stop config:set")
+    wait_until(lambda: not double_processes(sshd, "config:set"), 6, "the server to stop config:set")
     assert time.monotonic() - started < 6  # long before its 8 s hang would have ended
     settle(app)
     op = db.session.get(Operation, op_id)

@@ -26,7 +26,7 @@ from intercity.models.base import utcnow
 from intercity.services.operations import request_operation, retry
 from tests.support.builders import make_app
 from tests.support import databases
-from tests.support.operations import set_env
+from tests.support.operations import set_env, wait_until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.postgresql_only]
 
@@ -102,19 +102,6 @@ def workers(jobs_on_redis, app_config, database_url, redis_url, tmp_path):
     pool = Workers(app_config, database_url, redis_url, jobs_on_redis, tmp_path)
     yield pool
     pool.stop()
-
-
-def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        db.session.commit()
-        db.session.expire_all()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
-        time.sleep(0.1)
 
 
 def test_two_workers_apply_fifty_alternating_changes_in_order(jobs_on_redis, app, admin, dokku, dokku_server,

@@ -560,25 +560,24 @@ class State:
     def destroy_app(self, app: str) -> None:
         shutil.rmtree(self.app_dir(app))
 
+    def _marker(self, app: str, name: str, present: bool) -> None:
+        marker = self.app_dir(app) / name
+        if present:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
     def locked(self, app: str) -> bool:
         return (self.app_dir(app) / ".deploy.lock").exists()
 
     def set_locked(self, app: str, locked: bool = True) -> None:
-        marker = self.app_dir(app) / ".deploy.lock"
-        if locked:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
+        self._marker(app, ".deploy.lock", locked)
 
     def deployed(self, app: str) -> bool:
         return (self.app_dir(app) / "DEPLOYED").exists()
 
     def set_deployed(self, app: str, deployed: bool = True) -> None:
-        marker = self.app_dir(app) / "DEPLOYED"
-        if deployed:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
+        self._marker(app, "DEPLOYED", deployed)
 
     # config ----------------------------------------------------------------
     def env_path(self, app: str) -> Path:

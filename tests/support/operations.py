@@ -51,6 +51,20 @@ def finished(app, op_id: int, timeout: float = 30) -> Operation:
         time.sleep(0.1)
 
 
+def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: ""):
+    """The predicate's first true value, read from fresh rows; fails after `timeout` seconds."""
+    limit = time.monotonic() + timeout
+    while True:
+        db.session.commit()
+        db.session.expire_all()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > limit:
+            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
+        time.sleep(0.05)
+
+
 def run_op(app, kind, *, server, user, target=None, payload=None, applies=()) -> Operation:
     op = request_operation(kind, server=server, app=target, payload=payload, requested_by=user, applies=applies)
     db.session.commit()
