@@ -117,6 +117,11 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SSH_CONNECT_TIMEOUT": _int("INTERCITY_SSH_CONNECT_TIMEOUT", 10),
         "SSH_COMMAND_TIMEOUT": _int("INTERCITY_SSH_COMMAND_TIMEOUT", 600),
         "SSH_RETRIES": _int("INTERCITY_SSH_RETRIES", 2),
+        # Every dokku command runs under `timeout` on the server (its kind's deadline, kept below
+        # SSH_COMMAND_TIMEOUT); what still runs this many seconds after the deadline gets SIGKILL.
+        "COMMAND_KILL_GRACE": _int("INTERCITY_COMMAND_KILL_GRACE", 10),
+        # Per kind name, seconds that replace the declared deadline as given (tests).
+        "COMMAND_DEADLINES": {},
         # Seconds before the first retry of a flaky network; each further retry waits twice as long.
         "SSH_RETRY_BACKOFF": float(_int("INTERCITY_SSH_RETRY_BACKOFF_MS", 2000)) / 1000,
         # A worker holds a scope's lock this long unless its heartbeat renews it; a dead worker's

@@ -686,3 +686,13 @@ def test_postgres_link_unlink_and_destroy(sh, dokku):
     done = sh(["dokku", "postgres:destroy", "shop-db", "-f"])
     assert done.exit_code == 0 and done.out.endswith("=====> Postgres container deleted: shop-db\n")
     assert dokku.services("postgres") == ["audit-db"]
+
+
+def test_apps_locked_answers_with_its_exit_code(sh, dokku):
+    # Go's CommandLocked: LogQuiet text and exit 0 when locked, an error and exit 1 when not.
+    dokku.create_app("web")
+    assert sh(["dokku", "apps:locked", "web"]) == Result(1, b"", b" !     Deploy lock does not exist\n")
+    dokku.lock_deploys("web")
+    assert sh(["dokku", "apps:locked", "web"]) == Result(0, b"Deploy lock exists\n", b"")
+    assert sh(["dokku", "--quiet", "apps:locked", "web"]) == Result(0, b"", b"")
+    assert sh(["dokku", "apps:locked", "ghost"]) == Result(20, b"", b" !     App ghost does not exist\n")

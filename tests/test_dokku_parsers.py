@@ -155,6 +155,17 @@ def test_missing_dokku(stderr):
         run(c.version(), 127 if "sudo" not in stderr else 1, "", stderr)
 
 
+def test_missing_timeout_is_named_as_such():
+    # Every command runs under coreutils `timeout`: a host without it is not a host without Dokku.
+    with pytest.raises(p.NotDokku, match=r"no `timeout` command \(coreutils\)"):
+        run(c.version(), 127, "", "sh: 1: timeout: not found\n")
+
+
+def test_apps_locked_exit_1_means_not_locked():
+    assert run(c.apps_locked("api"), 1, "", " !     Deploy lock does not exist\n") == []
+    assert run(c.apps_locked("api"), 0, "Deploy lock exists\n", "") == []
+
+
 @pytest.mark.parametrize(
     "stderr",
     [

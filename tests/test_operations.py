@@ -19,7 +19,7 @@ from intercity.extensions import db
 from intercity.models import App, AuditEntry, DeployKey, Domain, EnvVar, Operation, Server
 from intercity.services.operations import request_operation, retry
 from tests.support.builders import make_app
-from tests.support.operations import AWKWARD, apply_env, argvs, run_op, runs, set_env, settle
+from tests.support.operations import AWKWARD, apply_env, argvs, finished, run_op, runs, set_env, settle
 from tests.support.ssh_fixtures import RUN_TAG, SUDO_USER, make_dokku_server
 from tests.support.sshd import SshServer
 
@@ -359,18 +359,24 @@ def test_server_check_reports_what_to_fix(app, admin, sshd, dokku):
 
 @pytest.mark.postgresql_only
 def test_command_timeout_fails_the_operation_and_keeps_earlier_output(app, admin, dokku, dokku_server):
-    app.config["SSH_COMMAND_TIMEOUT"] = 1
+    # The panel stops waiting after 1 s; the server would stop the command after 2 s (plus 1 s grace).
+    app.config.update(SSH_COMMAND_TIMEOUT=1, COMMAND_DEADLINES={"env.apply": 2}, COMMAND_KILL_GRACE=1)
     dokku.create_app("web")
     dokku.hang("config:export", 5)
     web = make_app(dokku_server, name="web")
     op = apply_env(app, web, admin, KEY="v")
     assert op.status == "failed"
     assert op.reason.startswith("dokku did not finish within 1 s")
+    assert op.commands_in_doubt and "Later work on web waits until" in op.reason
     config_set, export = runs(op)
     assert config_set.exit_code == 0 and (export.exit_code, export.error) == (None, "timed out after 1 s")
     assert db.session.scalar(select(EnvVar).where(EnvVar.key == "KEY")).value == "v"
     dokku.clear_faults()
-    assert_succeeded(retried(app, op, admin))
+    again = retry(db.session.get(Operation, op.id), admin)
+    db.session.commit()
+    done = finished(app, again.id)
+    assert_succeeded(done)
+    assert done.started_at >= op.commands_deadline_at  # only once the lost command had certainly ended
 
 
 @pytest.mark.postgresql_only

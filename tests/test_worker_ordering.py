@@ -26,12 +26,16 @@ from intercity.models.base import utcnow
 from intercity.services.operations import request_operation, retry
 from tests.support.builders import make_app
 from tests.support import databases
-from tests.support.operations import set_env
+from tests.support.operations import set_env, wait_until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.postgresql_only]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK_TTL = 2
+# Workers whose env.apply commands the server stops after 2 s (8 - 1 s grace - 5 s margin), with
+# SIGKILL 1 s later, so a scope waits only seconds for a killed worker's command.
+SHORT_DEADLINES = {"INTERCITY_SSH_COMMAND_TIMEOUT": "8", "INTERCITY_COMMAND_KILL_GRACE": "1",
+                   "INTERCITY_SSH_CONNECT_TIMEOUT": "2"}
 
 
 @pytest.fixture
@@ -100,19 +104,6 @@ def workers(jobs_on_redis, app_config, database_url, redis_url, tmp_path):
     pool.stop()
 
 
-def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        db.session.commit()
-        db.session.expire_all()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
-        time.sleep(0.1)
-
-
 def test_two_workers_apply_fifty_alternating_changes_in_order(jobs_on_redis, app, admin, dokku, dokku_server,
                                                              workers):
     dokku.create_app("web")
@@ -149,6 +140,7 @@ def test_worker_killed_mid_operation_is_failed_by_the_sweeper_and_retry_succeeds
     dokku.create_app("web")
     web = make_app(dokku_server, name="web")
     dokku.hang("config:export", 6)  # the read-back, after config:set ran and was recorded
+    workers.env.update(SHORT_DEADLINES)
     (victim,) = workers.start(1)
     set_env(web, KEY="kept-value")
     op = request_operation("env.apply", server=dokku_server, app=web, requested_by=member,
@@ -157,7 +149,6 @@ def test_worker_killed_mid_operation_is_failed_by_the_sweeper_and_retry_succeeds
     op_id = op.id
     wait_until(lambda: any(c["command"] == "config:export" for c in dokku.calls()), 30, "the read-back to start",
                workers.output)
-    hang_started = time.monotonic()
     workers.kill(victim)
     assert db.session.get(Operation, op_id).status == "running"
     dokku.clear_faults()
@@ -176,9 +167,41 @@ def test_worker_killed_mid_operation_is_failed_by_the_sweeper_and_retry_succeeds
     done = wait_until(lambda: (o := db.session.get(Operation, again_id)).status in ("succeeded", "failed") and o,
                       30, "the retry", workers.output)
     assert (done.status, done.reason) == ("succeeded", None)
+    assert done.started_at >= failed.commands_deadline_at  # the killed worker's command had certainly ended
     assert dokku.env("web") == {"KEY": b"kept-value"}
-    # The killed worker's hung command is still sleeping on the server; let it end before the next test.
-    time.sleep(max(0.0, hang_started + 6.5 - time.monotonic()))
+
+
+def test_a_config_set_of_a_killed_worker_never_overwrites_a_newer_value(
+        jobs_on_redis, app, member, dokku, dokku_server, workers):
+    dokku.create_app("web")
+    web = make_app(dokku_server, name="web")
+    dokku.hang("config:set", 6)  # without a deadline it would write the old value 6 s later
+    workers.env.update(SHORT_DEADLINES)
+    (victim,) = workers.start(1)
+    ids = []
+    for value in ("old-rotated-away", "new-after-rotation"):
+        set_env(web, API_KEY=value)
+        ids.append(request_operation("env.apply", server=dokku_server, app=web, requested_by=member,
+                                     payload={"set": ["API_KEY"], "unset": [], "restart": False}).id)
+        db.session.commit()
+        if len(ids) == 1:
+            wait_until(lambda: any(c["command"] == "config:set" for c in dokku.calls()), 30,
+                       "config:set to start", workers.output)
+            workers.kill(victim)  # SIGKILL mid-command
+            dokku.clear_faults()
+
+    workers.start(1)  # its sweeper fails the killed worker's operation; the newer one waits for the deadline
+    first, newer = wait_until(
+        lambda: (ops := [db.session.get(Operation, i) for i in ids])[1].status in ("succeeded", "failed") and ops,
+        40, "the newer change", workers.output)
+    assert (newer.status, newer.reason) == ("succeeded", None)
+    assert first.status == "failed" and first.commands_in_doubt
+    assert first.reason.startswith("The worker applying this operation stopped before it finished")
+    assert newer.started_at >= first.commands_deadline_at
+    old_call, new_call = [c for c in dokku.calls() if c["command"] == "config:set"]
+    time.sleep(max(0.0, old_call["time"] + 6.5 - time.time()))  # past the old command's hang
+    assert new_call["time"] > old_call["time"] + 2  # not before the server had stopped the old one
+    assert dokku.env("web") == {"API_KEY": b"new-after-rotation"}
 
 
 def test_sweeper_reenqueues_queued_work_whose_job_was_lost(jobs_on_redis, app, admin, dokku_server):

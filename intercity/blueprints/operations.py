@@ -18,7 +18,8 @@ bp = Blueprint("operations", __name__, url_prefix="/operations")
 
 @bp.app_context_processor
 def _helpers():
-    return {"operation_role": operation_service.role_for, "retry_of": operation_service.retry_of}
+    return {"operation_role": operation_service.role_for, "retry_of": operation_service.retry_of,
+            "waiting_for": operation_service.waiting_for}
 
 
 @bp.app_template_filter("shell_join")

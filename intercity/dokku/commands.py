@@ -16,6 +16,25 @@ from intercity.validation import ValidationError
 MAX_COMMAND_LINE = 100 * 1024
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """How long a command may run on the server: coreutils `timeout` sends SIGTERM to its process
+    group after `seconds`, and SIGKILL `grace` seconds later if anything is still running."""
+
+    seconds: int
+    grace: int
+
+    def prefix(self) -> str:
+        # Outside sudo: the sudoers rule names only dokku, and timeout needs no privilege to
+        # start it; sudo relays the TERM to dokku.
+        return f"timeout -k {int(self.grace)} {int(self.seconds)}"
+
+    @property
+    def total(self) -> int:
+        """Seconds after its start by which the command has certainly ended."""
+        return int(self.seconds) + int(self.grace)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Command:
     """One dokku invocation: what runs, what people see, and which secrets it carries."""
@@ -27,10 +46,14 @@ class Command:
     stdin: bytes | None = None
     secrets: tuple[str, ...] = ()
 
-    def remote_line(self, sudo: bool) -> str:
+    # One dokku invocation on the server (a pair has two, each under its own deadline).
+    parts = 1
+
+    def remote_line(self, sudo: bool, deadline: Deadline | None = None) -> str:
         line = " ".join(shlex.quote(arg) for arg in self.argv)
         # -n: fail at once instead of waiting for a password nobody will type.
-        return f"sudo -n {line}" if sudo else line
+        line = f"sudo -n {line}" if sudo else line
+        return f"{deadline.prefix()} {line}" if deadline is not None else line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +67,7 @@ class Then:
     boundary: str
 
     stdin = None
+    parts = 2
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -53,10 +77,10 @@ class Then:
     def kind(self) -> str:
         return self.first.kind
 
-    def remote_line(self, sudo: bool) -> str:
+    def remote_line(self, sudo: bool, deadline: Deadline | None = None) -> str:
         mark = shlex.quote(self.boundary)
-        return (f"{self.first.remote_line(sudo)} && {{ printf '%s\\n' {mark}; printf '%s\\n' {mark} >&2; "
-                f"{self.second.remote_line(sudo)}; }}")
+        return (f"{self.first.remote_line(sudo, deadline)} && {{ printf '%s\\n' {mark}; "
+                f"printf '%s\\n' {mark} >&2; {self.second.remote_line(sudo, deadline)}; }}")
 
 
 def then(first: Command, second: Command) -> Then | None:
@@ -293,6 +317,12 @@ def ssh_keys_list(json_format: bool) -> Command:
 
 
 # --- ps ------------------------------------------------------------------------------
+
+
+def apps_locked(app: str) -> Command:
+    """Exit 0 while the app's deploy lock is held (a deploy or restart running, or `apps:lock`), 1 when not."""
+    app = _existing_app(app)
+    return _command("apps:locked", "apps:locked", app, app=app)
 
 
 def ps_restart(app: str) -> Command:

@@ -28,6 +28,10 @@ class DokkuError(Exception):
         self.exit_code = exit_code
 
 
+class StoppedAtDeadline(DokkuError):
+    """The server's `timeout` stopped the command at its deadline (exit 124, or 137 after SIGKILL)."""
+
+
 class AppMissing(DokkuError):
     pass
 
@@ -141,6 +145,10 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str, scrub=None
             "`%dokku ALL=(ALL:ALL) NOPASSWD:SETENV: /usr/bin/dokku`, or connect as root.",
             code,
         )
+    if code == 127 and re.search(r"timeout: (command )?not found", stderr):
+        # Every command runs under coreutils `timeout`, which every Dokku host (Debian, Ubuntu) has.
+        raise NotDokku("The server has no `timeout` command (coreutils); the panel runs every dokku command "
+                       "under it. Install coreutils on the server.", code)
     if code == 127 or re.search(r"dokku: (command )?not found", stderr):
         raise NotDokku("Dokku is not installed on this server: the dokku command was not found.", code)
     if code == 20:
@@ -171,6 +179,8 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str, scrub=None
         warnings += [line.strip() for line in stderr.splitlines() if line.startswith("sudo: ")]
         return [scrub(w) for w in warnings]
 
+    if command.kind == "apps:locked" and code == 1 and "Deploy lock does not exist" in bangs:
+        return []  # its answer "not locked", not a failure
     if command.kind == "ssh-keys:list" and "authorized_keys is empty" in text:
         return []
     if command.kind == "ssh-keys:remove" and "No public keys found." in bangs:

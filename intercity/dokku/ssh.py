@@ -18,7 +18,7 @@ from datetime import datetime
 
 import paramiko
 
-from intercity.dokku.commands import Command, Then
+from intercity.dokku.commands import Command, Deadline, Then
 from intercity.models.base import utcnow
 
 # How much of each stream is kept in memory: the start and the end (deploy errors come last).
@@ -353,7 +353,8 @@ class Connection:
 
     # -- running --
 
-    def run_then(self, pair: Then, on_first, *, timeout: float | None = None) -> tuple[RunResult, RunResult | None]:
+    def run_then(self, pair: Then, on_first, *, timeout: float | None = None,
+                 deadline: Deadline | None = None) -> tuple[RunResult, RunResult | None]:
         """Run both parts of `pair` in one exec; each part's result as if it had run alone.
 
         `on_first(result)` is called as soon as the first part is known to have succeeded (its
@@ -372,14 +373,18 @@ class Connection:
 
         started_at = utcnow()
         try:
-            whole = self.run(pair, timeout=timeout, _watch=watch)
+            whole = self.run(pair, timeout=timeout, deadline=deadline, _watch=watch)
         except (CommandTimeout, ConnectionLost) as error:
             error.parts = _split(pair, error.result, marker, seen.get("first"))
             raise
         return _split(pair, whole, marker, seen.get("first"))
 
-    def run(self, command: Command | Then | str, *, timeout: float | None = None, _watch=None) -> RunResult:
+    def run(self, command: Command | Then | str, *, timeout: float | None = None, deadline: Deadline | None = None,
+            _watch=None) -> RunResult:
         """Run one command on a fresh channel without a PTY: separate streams, the real exit status.
+
+        With a `deadline`, each dokku invocation runs under coreutils `timeout` on the server, so it
+        ends there even when the panel stops waiting or loses the connection.
 
         Raises CommandTimeout or ConnectionLost (each carrying what arrived so far); a non-zero exit
         status is returned, not raised: dokku's parsers decide what it means.
@@ -388,7 +393,7 @@ class Connection:
             raise ConnectionLost(f"The SSH connection to {self.target.host} is closed.")
         timeout = self.target.command_timeout if timeout is None else timeout
         if isinstance(command, (Command, Then)):
-            line, stdin = command.remote_line(sudo=self.target.sudo), command.stdin
+            line, stdin = command.remote_line(sudo=self.target.sudo, deadline=deadline), command.stdin
         else:
             line, stdin = command, None
         stdout, stderr = Capture(), Capture()

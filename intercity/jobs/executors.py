@@ -11,7 +11,7 @@ import logging
 import re
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from intercity import validation
 from intercity.audit.capture import record_event
@@ -100,6 +100,11 @@ class OperationContext:
             .order_by(CommandRun.position.desc()).limit(1))
         self.position = 0 if self.position is None else self.position + 1
         self.redactor = Redactor(self._known_secrets())
+        from intercity.jobs import deadlines  # it imports the models' package, as this module does
+
+        self.deadline = deadlines.for_kind(self.declared)
+        # Earlier operations of this scope that lost sight of a command: read the server back first.
+        self.after_doubt: list[Operation] = []
 
     # -- desired state --
 
@@ -246,6 +251,12 @@ class OperationContext:
         """
         if result is None or result.exit_code is None:
             return [], None
+        if result.exit_code in (124, 137):
+            # coreutils timeout: 124 after SIGTERM, 137 when SIGKILL had to follow.
+            return [], parsers.StoppedAtDeadline(
+                f"dokku {command.kind} ran longer than its deadline of {self.deadline.seconds} s, so the server "
+                "stopped it (timeout). Nothing of it runs any more; retry to apply the current settings.",
+                result.exit_code)
         try:
             return parsers.check(command, result.exit_code, result.out, result.err, scrub=self.redactor.redact), None
         except DokkuError as found:
@@ -260,13 +271,32 @@ class OperationContext:
         for warning in warnings:
             self.warn(warning)
 
+    def _mark_deadline(self, command: Command | commands.Then) -> None:
+        """Before a command starts: the database knows by when it has certainly ended on the server."""
+        from intercity.jobs import deadlines
+
+        ends = deadlines.ends_by(self.deadline, command.parts)
+        db.session.execute(update(Operation).where(Operation.id == self.op_id).values(
+            commands_deadline_at=ends))
+        db.session.commit()
+
+    def _lost_sight(self, error: ssh.SshError) -> None:
+        """The panel no longer knows whether the command ended: the scope waits for its deadline."""
+        if isinstance(error, ssh.ConnectionLost) and (error.result is None or error.result.error == "no session"):
+            return  # the command was never started
+        db.session.rollback()
+        db.session.execute(update(Operation).where(Operation.id == self.op_id).values(commands_in_doubt=True))
+        db.session.commit()
+
     def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
         self._ready(command.secrets)
+        self._mark_deadline(command)
         failure: ssh.SshError | None = None
         try:
-            result = self.connection.run(command)
+            result = self.connection.run(command, deadline=self.deadline)
         except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
             failure, result = error, error.result
+            self._lost_sight(error)
         found = self._read(command, result) if failure is None else ([], None)
         self._record(command, result, store_stdout, found)
         if failure is not None:
@@ -285,6 +315,7 @@ class OperationContext:
             self.run(first)
             return self.run(second, store_stdout=store_second)
         self._ready(pair.secrets)
+        self._mark_deadline(pair)
         first_found: list[tuple[list[str], DokkuError | None]] = []
 
         def on_first(result: ssh.RunResult) -> None:
@@ -293,9 +324,10 @@ class OperationContext:
 
         failure: ssh.SshError | None = None
         try:
-            first_result, second_result = self.connection.run_then(pair, on_first)
+            first_result, second_result = self.connection.run_then(pair, on_first, deadline=self.deadline)
         except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
             failure, (first_result, second_result) = error, error.parts
+            self._lost_sight(error)
         if not first_found:
             first_found.append(self._read(first, first_result) if failure is None else ([], None))
             self._record(first, first_result, True, first_found[0])
@@ -573,6 +605,91 @@ def domains_apply(ctx: OperationContext) -> None:
             remaining.remove(host)
         if remaining != present:
             ctx.run(commands.domains_set(name, remaining) if remaining else commands.domains_clear(name))
+
+
+# --- after a command the panel lost sight of -----------------------------------------
+
+
+def read_back_first(ctx: OperationContext) -> None:
+    """Before applying: the server's state as an earlier, lost command of this scope may have left it.
+
+    The earlier command has certainly ended (the drain waited for its deadline); what it did is
+    read from the server, and where that is not what the panel wants the warning says so. This
+    operation then applies the panel's current wanted state as usual.
+    """
+    earlier = ctx.after_doubt
+    _check_deploys_ended(ctx, earlier)
+    reader = _READ_BACKS.get(ctx.kind)
+    if reader is not None:
+        reader(ctx, earlier)
+    db.session.execute(update(Operation).where(Operation.id.in_([op.id for op in earlier]))
+                       .values(doubt_resolved_by_id=ctx.op_id))
+    db.session.commit()
+    numbers = ", ".join(f"#{op.id}" for op in earlier)
+    ctx.warn(f"Started once the earlier command on {ctx.server_name} ({numbers}) had certainly ended; "
+             "the server's state was read back first.")
+
+
+def _handed_to_docker(op: Operation) -> bool:
+    # A restart hands its deploy to Docker; so does config:set / config:unset without --no-restart.
+    return op.kind_info.hands_to_docker or (op.kind == "env.apply" and bool(op.data.get("restart", True)))
+
+
+def _check_deploys_ended(ctx: OperationContext, earlier: list[Operation]) -> None:
+    """A deploy the lost command started can outlive the CLI: apply nothing while the app's deploy lock is held."""
+    if ctx.app_id is None or not any(_handed_to_docker(op) for op in earlier):
+        return
+    name = ctx.app().name
+    if ctx.run(commands.apps_locked(name)).exit_code == 0:
+        raise OperationError(
+            f"A deploy of {name} is still running on {ctx.server_name} (its deploy lock is in place), perhaps "
+            f"the one the earlier command started. Nothing was changed; retry once it has finished "
+            f"(`dokku apps:locked {name}` on the server tells).")
+    # Dokku 0.38 and newer also list running builds (`builds:list`); the panel does not read that
+    # yet, as its test double does not model it. The deploy lock covers restarts and deploys.
+
+
+def _earlier_names(earlier: list[Operation], added: str, removed: str) -> tuple[set[str], set[str]]:
+    adds, removes = set(), set()
+    for op in earlier:
+        adds.update(op.data.get(added, []))
+        removes.update(item.get("name") if isinstance(item, dict) else item for item in op.data.get(removed, []))
+    return adds, removes
+
+
+def _read_back_env(ctx: OperationContext, earlier: list[Operation]) -> None:
+    app = ctx.app()
+    name = app.name
+    wanted = {var.key: var.value for var in db.session.scalars(select(EnvVar).where(EnvVar.app_id == app.id))}
+    mine = set(ctx.payload.get("set", [])) | set(ctx.payload.get("unset", []))
+    exported = ctx.run(commands.config_export_json(name), store_stdout=False)
+    on_server = parsers.parse_config_export_json(exported.out)
+    ctx.redactor.add(*on_server.values())
+    sets, unsets = _earlier_names(earlier, "set", "unset")
+    for key in sorted((sets | unsets) - mine):  # this operation applies its own keys anyway
+        if key in wanted and parsers.readback_mismatches({key: wanted[key]}, on_server):
+            ctx.warn(f"{key} on the server is not what the panel holds (the earlier change did not reach it); "
+                     "retry that change.")
+        elif key not in wanted and key in on_server:
+            ctx.warn(f"{key} is still set on the server (the earlier removal did not reach it); retry that change.")
+
+
+def _read_back_domains(ctx: OperationContext, earlier: list[Operation]) -> None:
+    app = ctx.app()
+    wanted = set(db.session.scalars(select(Domain.hostname).where(Domain.app_id == app.id)))
+    json_format = ctx.version.json_domains_report
+    present = set(parsers.parse_domains(ctx.run(commands.domains_report(app.name, json_format)).out, json_format))
+    mine = set(ctx.payload.get("add", [])) | set(ctx.payload.get("remove", []))
+    adds, removes = _earlier_names(earlier, "add", "remove")
+    for host in sorted((adds | removes) - mine):
+        if host in wanted and host not in present:
+            ctx.warn(f"{host} is not on the server (the earlier change did not reach it); retry that change.")
+        elif host not in wanted and host in present:
+            ctx.warn(f"{host} is still on the server (the earlier removal did not reach it); retry that change.")
+
+
+# Per kind, how the server's state is read back (deploy_keys.apply lists the keys first anyway).
+_READ_BACKS = {"env.apply": _read_back_env, "domains.apply": _read_back_domains}
 
 
 def failure_reason(error: BaseException) -> str:

@@ -40,6 +40,9 @@ class OperationKind:
     request_action: str | None = None
     # Seconds a command of this kind may run on the server (`timeout`) before the server stops it.
     deadline: int = 600
+    # Its work goes on in Docker after the CLI is stopped (a restart's deploy): after losing sight
+    # of one, the scope's next operation first checks the app's deploy lock.
+    hands_to_docker: bool = False
     # False: none of its commands' output is stored (a command may also refuse on its own).
     store_output: bool = True
     # A read (refresh, drift check, build listing) writes its outcome entry only when it fails.
@@ -110,7 +113,8 @@ declare("app.destroy", category="app", title="destroy the app", executor=executo
         refreshes=("app-status",), request_action="app.destroy_requested", deadline=600,
         done="{app} was destroyed on {server}", removes_app=True)
 declare("app.restart", category="app", title="restart the app", executor=executors.app_restart,
-        refreshes=("app-status",), request_action="app.restart_requested", deadline=900)
+        refreshes=("app-status",), request_action="app.restart_requested", deadline=900,
+        hands_to_docker=True)
 declare("app.refresh", category="app", title="refresh the app's status", executor=executors.app_refresh,
         refreshes=("app-status",), deadline=60, read=True)
 declare("env.apply", category="security", title="apply environment variables", executor=executors.env_apply,

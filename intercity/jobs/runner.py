@@ -21,7 +21,7 @@ from intercity.audit.rules import Scope
 from intercity.database import begin_writing
 from intercity.dokku.transcript import commands_sha256
 from intercity.extensions import db
-from intercity.jobs import locks
+from intercity.jobs import deadlines, locks
 from intercity.models import CommandRun, Operation
 from intercity.models.base import utcnow
 
@@ -49,6 +49,8 @@ def drain(scope: str) -> None:
             with locks.Heartbeat(app, lock) as heartbeat:
                 _fail_abandoned(scope)
                 while (op_id := _next_queued(scope)) is not None:
+                    if _wait_for_deadline(scope):
+                        return  # resumed at the deadline; never sleep on it
                     _apply(op_id, lock, pool, heartbeat)
                     if lock.lost:
                         break
@@ -58,6 +60,28 @@ def drain(scope: str) -> None:
             lock.release()
         if _next_queued(scope) is None:
             return
+
+
+def _wait_for_deadline(scope: str) -> bool:
+    """True when an earlier command of the scope may still be running: drain it again once it has certainly ended."""
+    blocker = deadlines.blocking(scope)
+    db.session.commit()
+    if blocker is None:
+        return False
+    from intercity.jobs import schedule
+
+    wait = (blocker.commands_deadline_at - utcnow()).total_seconds()
+    # A timed job (RQ's scheduler, or the in-process runner's timer); the sweeper is the backstop.
+    schedule.submit("intercity.jobs.runner.resume", scope, delay=max(wait, 0) + 0.5)
+    log.info("%s waits %.1f s for operation %s's command to have certainly ended", scope, wait, blocker.id)
+    return True
+
+
+def resume(scope: str) -> None:
+    """The timed job of a scope whose earlier command has certainly ended now: drain it."""
+    from intercity.jobs import enqueue
+
+    enqueue(scope)
 
 
 def _next_queued(scope: str) -> int | None:
@@ -83,7 +107,7 @@ def _claim(op_id: int, status: str) -> Operation | None:
 
 
 def _apply(op_id: int, lock, pool, heartbeat) -> None:
-    from intercity.jobs.executors import OperationContext, failure_reason
+    from intercity.jobs.executors import OperationContext, failure_reason, read_back_first
 
     op = _claim(op_id, "queued")
     if op is None:
@@ -103,6 +127,9 @@ def _apply(op_id: int, lock, pool, heartbeat) -> None:
         with acting_as(_worker_actor(op)):
             try:
                 ctx = OperationContext(op, lock, pool)
+                ctx.after_doubt = deadlines.after_doubt(op)
+                if ctx.after_doubt:
+                    read_back_first(ctx)
                 op.kind_info.executor(ctx)
             except Exception as error:  # every failure ends the operation with a reason
                 db.session.rollback()
@@ -119,13 +146,18 @@ def _apply(op_id: int, lock, pool, heartbeat) -> None:
         locks.running_here.discard(op_id)
 
 
-def _finish(op_id: int, status: str, reason: str | None, warnings: list[str]) -> None:
+def _finish(op_id: int, status: str, reason: str | None, warnings: list[str], *, worker_died: bool = False) -> None:
     """End a running operation and write its outcome entry (with the digest of its command runs)."""
     db.session.rollback()
     op = _claim(op_id, "running")
     if op is None:
         log.warning("operation %s was no longer running when it ended (the sweeper failed it?)", op_id)
         return
+    if worker_died and op.commands_deadline_at is not None:
+        # It may have died with a command running: nobody saw that command end.
+        op.commands_in_doubt = True
+    if op.commands_in_doubt and op.commands_deadline_at is not None and reason:
+        reason = f"{reason} {deadlines.held_sentence(op)}"
     op.status = status
     op.reason = reason
     op.warnings = list(warnings)
@@ -153,7 +185,7 @@ def _fail_abandoned(scope: str) -> None:
     db.session.commit()
     for op_id in ids:
         if op_id not in locks.running_here:
-            _finish(op_id, "failed", DEAD_WORKER, [])
+            _finish(op_id, "failed", DEAD_WORKER, [], worker_died=True)
 
 
 def sweep() -> dict:
@@ -171,7 +203,7 @@ def sweep() -> dict:
         before = db.session.scalar(select(Operation.status).where(Operation.id == op_id))
         db.session.commit()
         if before == "running" and not locks.scope_locked(scope):
-            _finish(op_id, "failed", DEAD_WORKER, [])
+            _finish(op_id, "failed", DEAD_WORKER, [], worker_died=True)
             failed.append(op_id)
             requeued.append(scope)
 
@@ -181,8 +213,10 @@ def sweep() -> dict:
     db.session.commit()
     queued_jobs = waiting_scopes()
     for scope in stale:
-        if scope not in requeued and scope not in queued_jobs and not locks.scope_locked(scope):
+        if scope not in requeued and scope not in queued_jobs and not locks.scope_locked(scope) \
+                and deadlines.blocking(scope) is None:  # a blocked scope is re-enqueued once its deadline passed
             requeued.append(scope)
+    db.session.commit()
     for scope in requeued:
         enqueue(scope)
     if failed or requeued:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from intercity.audit.rules import AuditRule, Scope
@@ -39,6 +39,7 @@ class Operation(db.Model):
         Index("ix_operations_scope_status", "scope", "status", "id"),
         Index("ix_operations_status_created", "status", "created_at"),
         Index("ix_operations_updated_at", "updated_at"),
+        Index("ix_operations_scope_doubt", "scope", "commands_in_doubt"),
         NEVER_REUSE_IDS,
     )
     __audit__ = AuditRule(
@@ -46,7 +47,8 @@ class Operation(db.Model):
         label=lambda op: op.title,
         scope=lambda op: Scope(op.server_id, op.server_name, op.app_id, op.app_name),
         ignore=frozenset({"created_at", "updated_at", "status", "attempts", "reason", "warnings",
-                          "started_at", "finished_at", "heartbeat_at"}),
+                          "started_at", "finished_at", "heartbeat_at", "commands_deadline_at",
+                          "commands_in_doubt", "doubt_resolved_by_id"}),
         classify=_classify_operation,
         actions=_operation_actions,
         bulk_ok=True,  # status bookkeeping is not audited
@@ -76,6 +78,14 @@ class Operation(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # By when every command started so far has certainly ended on the server (its `timeout` plus
+    # grace); written before each command starts.
+    commands_deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The panel lost sight of a command (it stopped waiting, the connection broke, the worker died):
+    # the scope waits until commands_deadline_at, and the next operation reads the server back first.
+    commands_in_doubt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The later operation of the scope that read the server's state back after this one.
+    doubt_resolved_by_id: Mapped[int | None] = mapped_column(Integer)
 
     command_runs = relationship("CommandRun", back_populates="operation", order_by="CommandRun.position")
 

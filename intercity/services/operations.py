@@ -61,6 +61,16 @@ def role_for(kind: str) -> str:
     return kinds.get(kind).role
 
 
+def waiting_for(operation: Operation) -> str | None:
+    """Why a queued operation has not started: an earlier command of its scope may still be running."""
+    if operation.status != "queued":
+        return None
+    from intercity.jobs import deadlines
+
+    blocker = deadlines.blocking(operation.scope)
+    return deadlines.waiting_sentence(blocker) if blocker is not None and blocker.id != operation.id else None
+
+
 def retry_of(operation: Operation) -> Operation | None:
     """The newest retry of an operation, if someone asked for one."""
     return db.session.scalar(select(Operation).where(Operation.retry_of_id == operation.id)

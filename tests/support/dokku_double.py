@@ -20,6 +20,7 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
     apps/<app>/ENV            config, written exactly like godotenv.Write
     apps/<app>/VHOST          one domain per line (like Dokku's VHOST file)
     apps/<app>/DEPLOYED       marker: the app counts as deployed
+    apps/<app>/.deploy.lock   the deploy lock (apps:lock, or a deploy in progress)
     ENV, VHOST                the --global config and global domains
     events-on, events.log     events:on marker and the event log `events` prints
     authorized_keys           the dokku user's keys, in sshcommand's format
@@ -568,15 +569,24 @@ class State:
     def destroy_app(self, app: str) -> None:
         shutil.rmtree(self.app_dir(app))
 
+    def _marker(self, app: str, name: str, present: bool) -> None:
+        marker = self.app_dir(app) / name
+        if present:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def locked(self, app: str) -> bool:
+        return (self.app_dir(app) / ".deploy.lock").exists()
+
+    def set_locked(self, app: str, locked: bool = True) -> None:
+        self._marker(app, ".deploy.lock", locked)
+
     def deployed(self, app: str) -> bool:
         return (self.app_dir(app) / "DEPLOYED").exists()
 
     def set_deployed(self, app: str, deployed: bool = True) -> None:
-        marker = self.app_dir(app) / "DEPLOYED"
-        if deployed:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
+        self._marker(app, "DEPLOYED", deployed)
 
     # config ----------------------------------------------------------------
     def env_path(self, app: str) -> Path:
@@ -995,6 +1005,17 @@ def cmd_apps_exists(ctx: Context, args: list[str]) -> None:
         ctx.console.fail(f"App {app} does not exist", 20)
 
 
+def cmd_apps_locked(ctx: Context, args: list[str]) -> None:
+    # Go's CommandLocked: "Deploy lock exists" (quiet-able) and exit 0, or an error and exit 1.
+    _, positional = parse_flags(ctx, args)
+    app = positional[0] if positional else ""
+    ctx.verify_app(app)
+    if not ctx.state.locked(app):
+        ctx.console.fail("Deploy lock does not exist")
+    if not ctx.console.quiet:  # common.LogQuiet: the bare text
+        ctx.console.out("Deploy lock exists")
+
+
 def _apps_report_flags(ctx: Context, app: str) -> dict[str, str]:
     created = ctx.state.app_dir(app) / "created-at"
     return {
@@ -1003,7 +1024,7 @@ def _apps_report_flags(ctx: Context, app: str) -> dict[str, str]:
         "--app-deploy-source-metadata": "",
         "--app-dir": f"{DOKKU_HOME}/{app}",
         "--app-global-disable-autocreation": "",
-        "--app-locked": "false",
+        "--app-locked": "true" if ctx.state.locked(app) else "false",
     }
 
 
@@ -1941,6 +1962,7 @@ COMMANDS = {
     "apps:destroy": cmd_apps_destroy,
     "apps:exists": cmd_apps_exists,
     "apps:report": cmd_apps_report,
+    "apps:locked": cmd_apps_locked,
     "config:set": cmd_config_set,
     "config:unset": cmd_config_unset,
     "config:get": cmd_config_get,

@@ -5,6 +5,8 @@ for the runner, so a test reads the finished operation and its command runs.
 """
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import select
 
 from intercity.extensions import db
@@ -33,6 +35,34 @@ def settle(app) -> None:
     wait_for_operations(app)
     db.session.commit()
     db.session.expire_all()
+
+
+def finished(app, op_id: int, timeout: float = 30) -> Operation:
+    """The operation once it has ended, also when it first waits for an earlier command's deadline
+    (the runner then drains its scope again later, so waiting for the runner once is not enough)."""
+    limit = time.monotonic() + timeout
+    while True:
+        settle(app)
+        op = db.session.get(Operation, op_id)
+        if op.status in ("succeeded", "failed"):
+            return op
+        if time.monotonic() > limit:
+            raise AssertionError(f"operation {op_id} is still {op.status} after {timeout} s")
+        time.sleep(0.1)
+
+
+def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: ""):
+    """The predicate's first true value, read from fresh rows; fails after `timeout` seconds."""
+    limit = time.monotonic() + timeout
+    while True:
+        db.session.commit()
+        db.session.expire_all()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > limit:
+            raise AssertionError(f"timed out waiting for {what}\n{on_timeout()}")
+        time.sleep(0.05)
 
 
 def run_op(app, kind, *, server, user, target=None, payload=None, applies=()) -> Operation:

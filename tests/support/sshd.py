@@ -142,6 +142,11 @@ class DokkuDouble:
     def mark_deployed(self, app: str, deployed: bool = True) -> None:
         self._state.set_deployed(app, deployed)
 
+    @_shared_files
+    def lock_deploys(self, app: str, locked: bool = True) -> None:
+        """Hold (or release) the app's deploy lock, as `apps:lock` or a running deploy does."""
+        self._state.set_locked(app, locked)
+
     # config ----------------------------------------------------------------
     def env(self, app: str) -> dict[str, bytes]:
         """The app's config (``--global`` for the global one), read as godotenv reads it;
