@@ -36,7 +36,8 @@ def add_var(app_row, key: str, value: str) -> EnvVar:
 def test_every_kind_is_declared_with_what_the_panel_needs():
     assert set(kinds.KINDS) == {"server.check", "server.import", "server.refresh_keys", "deploy_keys.apply",
                                 "app.create", "app.destroy", "app.restart", "app.refresh", "env.apply",
-                                "domains.apply"}
+                                "domains.apply", "services.refresh", "service.create", "service.link",
+                                "service.unlink", "service.destroy"}
     for name, kind in kinds.KINDS.items():
         assert kind.name == name
         assert list(inspect.signature(kind.executor).parameters) == ["ctx"], name
