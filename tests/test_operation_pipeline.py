@@ -43,9 +43,10 @@ def test_every_kind_is_declared_with_what_the_panel_needs():
         assert list(inspect.signature(kind.executor).parameters) == ["ctx"], name
         assert kind.deadline > 0 and kind.title and kind.refreshes
         assert name in kinds.in_region(kind.region)
-    assert {name for name, kind in kinds.KINDS.items() if kind.read} == {"app.refresh", "server.refresh_keys"}
+    assert {name for name, kind in kinds.KINDS.items() if kind.read} == {"app.refresh", "server.refresh_keys",
+                                                                          "services.refresh"}
     assert {name for name, kind in kinds.KINDS.items() if kind.role == "admin"} == {
-        "server.check", "deploy_keys.apply", "server.refresh_keys"}
+        "server.check", "deploy_keys.apply", "server.refresh_keys", "service.destroy"}
 
 
 def test_a_kind_is_declared_once_and_unknown_kinds_are_refused():
