@@ -43,6 +43,11 @@ BLOCKS = int(os.environ.get("BENCH_CAPTURE_BLOCKS", "10"))
 # Set BENCH_CAPTURE_PAIRED_ONLY=1 to skip the fresh-database runs (fastest of REPEAT each).
 PAIRED_ONLY = os.environ.get("BENCH_CAPTURE_PAIRED_ONLY") == "1"
 PER_BLOCK = int(os.environ.get("BENCH_CAPTURE_BLOCK", "200"))
+# After a commit that wrote an alerted entry (every env value change is one), the notification
+# listener asks for an alert scan. With Redis that scan runs in a worker; here, in the one process,
+# it would run beside the measured changes, so it is left out unless BENCH_CAPTURE_WITH_ALERTS=1
+# (which shows what the single-process set-up pays for alerts at once).
+WITH_ALERTS = os.environ.get("BENCH_CAPTURE_WITH_ALERTS") == "1"
 
 
 def _config(url: str) -> dict:
@@ -335,6 +340,11 @@ def main() -> None:
     print(f"Capture benchmark: {CHANGES:,} env var changes (create/update/delete), capture on vs off, "
           f"fastest of {REPEAT}")
     print(f"  {machine()}, SQLAlchemy {sqlalchemy.__version__}")
+    if not WITH_ALERTS:
+        from intercity.notify import outbox
+
+        outbox.after_commit = lambda session: None  # before any app registers it (see WITH_ALERTS)
+    print(f"  alert scans after commits: {'in this process' if WITH_ALERTS else 'left out (a worker runs them)'}")
     with tempfile.TemporaryDirectory(prefix="intercity-bench-capture-") as workdir:
         os.environ.setdefault("INTERCITY_INSTANCE_PATH", str(Path(workdir) / "instance"))
         print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -59,6 +59,12 @@ def submit(path: str, *args, delay: float = 0) -> None:
         if delay > 0:
             timer_for(runner).add(time.monotonic() + delay, task)
         else:
+            with runner.scopes.mutex:
+                # The same task still waiting will see this commit's work too (an alert scan reads from
+                # its cursor when it starts): a burst of commits makes one scan, not one each.
+                waiting = task in runner.scopes.queue
+            if waiting:
+                return
             runner.scopes.put(task)  # in the queue at once, so wait_idle() waits for it
         runner.ensure_running()
         return
