@@ -8,10 +8,11 @@ from intercity.models.notification import (NotificationPreference, NotificationT
                                            OutboxMessage)
 from intercity.models.account import Invitation, RecoveryCode, UserSession
 from intercity.models.setting import PanelSetting
+from intercity.models.applied import AppliedValue
 
 __all__ = [
     "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
     "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
     "NotificationPreference", "NotificationTarget", "NotifyCursor", "NotifyThrottle", "OutboxMessage",
-    "Invitation", "UserSession", "RecoveryCode", "PanelSetting",
+    "Invitation", "UserSession", "RecoveryCode", "PanelSetting", "AppliedValue",
 ]

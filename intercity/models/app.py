@@ -24,7 +24,8 @@ class App(db.Model):
         label=lambda a: a.name,
         scope=_app_scope,
         # Status follows operations (creating, destroying); the request itself is the entry.
-        ignore=frozenset({"created_at", "updated_at", "status", "ps_status", "ps_checked_at"}),
+        ignore=frozenset({"created_at", "updated_at", "status", "ps_status", "ps_checked_at",
+                          "on_server", "applied_seen_at"}),
         parent="server",
     )
 
@@ -36,6 +37,9 @@ class App(db.Model):
     # What `ps:report` last said (JSON: deployed, running, processes), refreshed by operations.
     ps_status: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     ps_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the server was last seen to have (None: never looked), beside what the panel wants.
+    on_server: Mapped[bool | None] = mapped_column()
+    applied_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -55,6 +59,7 @@ class EnvVar(db.Model):
         label=lambda e: e.key,
         scope=lambda e: _app_scope(e.app),
         secret=frozenset({"value_encrypted"}),
+        ignore=frozenset({"created_at", "updated_at", "applied_fingerprint", "applied_seen_at"}),
         parent="app",
     )
 
@@ -66,6 +71,9 @@ class EnvVar(db.Model):
     value_fingerprint: Mapped[str] = audited(String(32))
     # "postgres shop-db" when a service link set this variable: only an unlink removes it.
     linked_service: Mapped[str | None] = audited(String(80))
+    # The fingerprint of the value the server was last seen to hold (None: not seen there).
+    applied_fingerprint: Mapped[str | None] = mapped_column(String(32))
+    applied_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -99,12 +107,16 @@ class Domain(db.Model):
         name="domain",
         label=lambda d: d.hostname,
         scope=lambda d: _app_scope(d.app),
+        ignore=frozenset({"created_at", "updated_at", "on_server", "applied_seen_at"}),
         parent="app",
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = audited(ForeignKey("apps.id"))
     hostname: Mapped[str] = audited(String(253))
+    # Whether the server was last seen to have this domain (None: never looked).
+    on_server: Mapped[bool | None] = mapped_column()
+    applied_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -110,7 +110,7 @@ class DeployKey(db.Model):
         label=lambda k: k.name,
         scope=lambda k: Scope(server_id=k.server_id, server_name=k.server.name),
         # The public key itself is not secret, but the fingerprint is how people tell keys apart.
-        ignore=frozenset({"created_at", "updated_at", "public_key"}),
+        ignore=frozenset({"created_at", "updated_at", "public_key", "on_server", "applied_seen_at"}),
         parent="server",
     )
 
@@ -123,6 +123,9 @@ class DeployKey(db.Model):
     # Keys found on the server keep the name Dokku lists, which Dokku never validated.
     adopted: Mapped[bool] = audited(default=False)
     added_by_email: Mapped[str | None] = audited(String(254))
+    # Whether the server was last seen to have this key (None: never looked).
+    on_server: Mapped[bool | None] = mapped_column()
+    applied_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
