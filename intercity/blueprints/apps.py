@@ -26,6 +26,7 @@ REGIONS = {
     "env": ("apps/_env.html",),
     "domains": ("apps/_domains.html",),
     "recent-region": ("_partials/_recent_region.html",),
+    "deploy-source": ("apps/_deploy_source.html",),
 }
 # Forms that change env vars or domains also refresh the head, the status (pending operations) and the activity.
 APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
@@ -46,7 +47,7 @@ def _user():
 
 
 def _page(app: App) -> str:
-    return url_for(".show", server_id=app.server_id, name=app.name)
+    return url_for("apps.show", server_id=app.server_id, name=app.name)
 
 
 @bp.get("")
@@ -82,8 +83,11 @@ def import_apps(server_id: int):
 
 
 def _context(app: App, **forms) -> dict:
+    from intercity.blueprints.deploys import page_context  # deploys and logs (blueprints/deploys.py)
+
     pending = app_service.pending_operations(app)
     return dict(
+        **page_context(app, forms),
         app=app,
         server=app.server,
         page_url=_page(app),

@@ -185,10 +185,10 @@ def check(command: Command, exit_code: int, stdout: str, stderr: str, scrub=None
         return []
     if command.kind == "ssh-keys:remove" and "No public keys found." in bangs:
         return ["There were no deploy keys on the server, so there was nothing to remove."]
-    raise _known_failure(command, code, text, bangs) or _generic_failure(command, code, stderr, bangs, scrub)
+    raise _known_failure(command, code, text, bangs, scrub) or _generic_failure(command, code, stderr, bangs, scrub)
 
 
-def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> DokkuError | None:
+def _known_failure(command: Command, code: int, text: str, bangs: list[str], scrub=None) -> DokkuError | None:
     # Matched per command: a failed deploy can print almost anything, app logs included.
     lower = text.lower()
     kind = command.kind
@@ -199,6 +199,11 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> 
             code,
         )
     failure = _service_failure(command, code, text, bangs)
+    if failure is not None:
+        return failure
+    from intercity.dokku.deploys import build_failure  # it imports this module's errors
+
+    failure = build_failure(command, code, text, bangs, scrub or _scrub_for(command))
     if failure is not None:
         return failure
     if "is not a dokku command" in lower:
@@ -259,6 +264,10 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str]) -> 
                 domain = line.removesuffix(" is invalid. exiting...")
                 return DokkuError(f"Dokku rejected the domain {domain}: it is not a valid hostname.", code)
     return None
+
+
+def _scrub_for(command: Command):
+    return lambda text: _scrub(text, command.secrets)
 
 
 def _service_failure(command: Command, code: int, text: str, bangs: list[str]) -> DokkuError | None:

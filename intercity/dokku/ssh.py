@@ -380,7 +380,7 @@ class Connection:
         return _split(pair, whole, marker, seen.get("first"))
 
     def run(self, command: Command | Then | str, *, timeout: float | None = None, deadline: Deadline | None = None,
-            _watch=None) -> RunResult:
+            _watch=None, on_output=None) -> RunResult:
         """Run one command on a fresh channel without a PTY: separate streams, the real exit status.
 
         With a `deadline`, each dokku invocation runs under coreutils `timeout` on the server, so it
@@ -388,6 +388,9 @@ class Connection:
 
         Raises CommandTimeout or ConnectionLost (each carrying what arrived so far); a non-zero exit
         status is returned, not raised: dokku's parsers decide what it means.
+
+        `on_output(stream, data)` ("stdout" or "stderr", bytes) sees the output as it arrives, for
+        a live view of a long command (a build); the result still carries all of it.
         """
         if self.transport is None or not self.transport.is_active():
             raise ConnectionLost(f"The SSH connection to {self.target.host} is closed.")
@@ -419,9 +422,15 @@ class Connection:
             ready = channel.fileno()
             while True:
                 while channel.recv_ready():
-                    stdout.feed(channel.recv(65536))
+                    data = channel.recv(65536)
+                    stdout.feed(data)
+                    if on_output is not None and data:
+                        on_output("stdout", data)
                 while channel.recv_stderr_ready():
-                    stderr.feed(channel.recv_stderr(65536))
+                    data = channel.recv_stderr(65536)
+                    stderr.feed(data)
+                    if on_output is not None and data:
+                        on_output("stderr", data)
                 if _watch is not None:
                     _watch(stdout, stderr)
                 # EOF comes after the last byte of both streams; the exit status may come before or after it.

@@ -35,8 +35,15 @@ def for_kind(kind) -> Deadline:
     override = (config.get("COMMAND_DEADLINES") or {}).get(kind.name)
     if override is not None:
         return Deadline(int(override), grace)
+    if getattr(kind, "long_wait", False):
+        return Deadline(int(kind.deadline), grace)  # a build: the panel waits for it as long (`wait_for`)
     longest = int(config["SSH_COMMAND_TIMEOUT"]) - grace - WAIT_MARGIN
     return Deadline(max(1, min(int(kind.deadline), longest)), grace)
+
+
+def wait_for(kind, deadline: Deadline) -> float | None:
+    """How long the panel waits for one command of `kind`: None (SSH_COMMAND_TIMEOUT), or past a build's deadline."""
+    return deadline.total + WAIT_MARGIN if getattr(kind, "long_wait", False) else None
 
 
 def ends_by(deadline: Deadline, parts: int, now: datetime | None = None) -> datetime:

@@ -288,12 +288,16 @@ class OperationContext:
         db.session.execute(update(Operation).where(Operation.id == self.op_id).values(commands_in_doubt=True))
         db.session.commit()
 
-    def run(self, command: Command, *, store_stdout: bool = True) -> ssh.RunResult:
+    def run(self, command: Command, *, store_stdout: bool = True, on_output=None) -> ssh.RunResult:
+        """Run one command and record it; `on_output(stream, data)` sees its output as it arrives."""
         self._ready(command.secrets)
         self._mark_deadline(command)
         failure: ssh.SshError | None = None
         try:
-            result = self.connection.run(command, deadline=self.deadline)
+            from intercity.jobs.deadlines import wait_for
+
+            result = self.connection.run(command, deadline=self.deadline, on_output=on_output,
+                                         timeout=wait_for(self.declared, self.deadline))
         except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
             failure, result = error, error.result
             self._lost_sight(error)

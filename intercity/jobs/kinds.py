@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import executors, service_executors
+from intercity.jobs import deploy_executors, executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -51,6 +51,9 @@ class OperationKind:
     removes_app: bool = False
     # Its connection may pin an unknown host key and runs even while the key is in doubt.
     checks_host_key: bool = False
+    # A build: the panel waits for its commands as long as the declared deadline (beyond
+    # SSH_COMMAND_TIMEOUT), and a live view shows their output while they run.
+    long_wait: bool = False
 
     def __post_init__(self):
         if self.role not in ("member", "admin"):
@@ -139,3 +142,17 @@ declare("service.link", category="security", title="link a database service", ex
 declare("service.unlink", category="security", title="unlink a database service",
         executor=service_executors.service_unlink, page="server", region="services", refreshes=("services",),
         request_action="service.unlink_requested", deadline=900)
+
+# --- deploys the panel starts: built on the server, output shown live (jobs/deploy_executors.py) -------
+
+BUILD_KINDS = ("app.deploy_from_repo", "app.deploy_image", "app.rebuild")
+declare("app.deploy_from_repo", category="app", title="deploy from the repository",
+        executor=deploy_executors.deploy_from_repo, region="deploy-source", refreshes=("app-status", "deploy-source"),
+        request_action="app.deploy_from_repo_requested", deadline=1800, hands_to_docker=True, long_wait=True,
+        done="Deployed on {server}")
+declare("app.deploy_image", category="app", title="deploy an image", executor=deploy_executors.deploy_image,
+        region="deploy-source", refreshes=("app-status", "deploy-source"), request_action="app.deploy_image_requested",
+        deadline=1800, hands_to_docker=True, long_wait=True, done="Deployed on {server}")
+declare("app.rebuild", category="app", title="rebuild the app", executor=deploy_executors.rebuild,
+        region="deploy-source", refreshes=("app-status", "deploy-source"), request_action="app.rebuild_requested",
+        deadline=1800, hands_to_docker=True, long_wait=True, done="Rebuilt on {server}")

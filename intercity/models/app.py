@@ -40,6 +40,10 @@ class App(db.Model):
     # What the server was last seen to have (None: never looked), beside what the panel wants.
     on_server: Mapped[bool | None] = mapped_column()
     applied_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where "Deploy now" builds from (git:sync --build), and the image last deployed (git:from-image).
+    deploy_repo_url: Mapped[str | None] = audited(String(2048))
+    deploy_repo_ref: Mapped[str | None] = audited(String(255))
+    deploy_image: Mapped[str | None] = audited(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

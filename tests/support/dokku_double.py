@@ -81,8 +81,9 @@ info, create, link, unlink and destroy answer like the plugin's bash (text only,
 `=====>` headers dropped when quiet, failures through dokku_log_fail, the LINKS file, the
 colour alias when DATABASE_URL is taken); without it they are unknown commands.
 
-Known simplifications: no deploys, other plugins, containers or nginx (restarts
-print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
+Known simplifications: no real builds (git:sync --build, git:from-image and
+ps:rebuild print canned, INFERRED build steps; see their block), other plugins,
+containers or nginx (restarts print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
 nginx output is that of a host where nginx is not running (as in the golden
 records); ``--force`` after the
 subcommand is only understood by apps:destroy (as in Dokku, Go subcommands
@@ -1951,6 +1952,159 @@ def service_command(command: str):
     return lambda ctx, args: SERVICE_SUBCOMMANDS[sub](ctx, plugin, args)
 
 
+# ---- deploys from the panel: git:sync, git:from-image, ps:rebuild; logs ----
+# The reference gives no output text for these (no Docker where the golden records were made):
+# every line below is INFERRED from Dokku's sources as summarised in dokku-next.md §4, not recorded.
+# A build runs outside the double's state lock (a real one takes minutes and holds only the app's
+# deploy lock), prints its steps as it goes and can be slowed, held and failed through control/:
+#   build-delay    seconds to sleep between the build's lines (default 0)
+#   build-gate     while this file exists, the build waits after its first steps (at most 60 s)
+#   build-fail     a message: the build prints it as " !     <message>" and exits 1
+#   bad-repos      one repository URL a line that cannot be fetched
+# apps/<app>/GIT_SHA holds what git:sync fetched last, apps/<app>/SOURCE_IMAGE what git:from-image
+# used last, apps/<app>/LOGS the lines `logs` prints (as `<time> app[<type>.<n>]: <text>`).
+
+def _build_control(ctx: Context, name: str) -> Path:
+    return ctx.state.control_dir / name
+
+
+def _build(ctx: Context, app: str, source: str) -> None:
+    """The deploy a build ends with (herokuish-like steps; INFERRED text)."""
+    console = ctx.console
+    delay_path = _build_control(ctx, "build-delay")
+    delay = float(_read(delay_path, "0") or 0)
+    ctx.state.set_locked(app, True)
+    try:
+        steps = [f"-----> Building {app} from herokuish ({source})",  # inferred
+                 "-----> Adding BUILD_ENV to build environment...",
+                 "       Installing dependencies",
+                 "       Compiling the app"]
+        for line in steps:
+            console.out(line)
+            time.sleep(delay)
+        gate = _build_control(ctx, "build-gate")
+        waited = 0.0
+        while gate.exists() and waited < 60:
+            time.sleep(0.1)
+            waited += 0.1
+        failure = _read(_build_control(ctx, "build-fail"))
+        if failure:
+            console.out("-----> Build failed")  # inferred
+            console.fail(failure)
+        console.out("-----> Build complete")
+        time.sleep(delay)
+        _deploy_output(ctx, app)
+        ctx.state.set_deployed(app, True)
+        log_event(ctx, "post-deploy", app)
+    finally:
+        ctx.state.set_locked(app, False)
+
+
+def cmd_git_sync(ctx: Context, args: list[str]) -> None:
+    # git:sync [--build|--build-if-changes] [--skip-deploy-branch] <app> <repo> [<ref>] (0.23.0)
+    flags = {"--build": False, "--build-if-changes": False, "--skip-deploy-branch": False}
+    positional = []
+    for arg in args:
+        if arg in flags:
+            flags[arg] = True
+        else:
+            positional.append(arg)
+    app = positional[0] if positional else ""
+    ctx.verify_app_bash(app)
+    if len(positional) < 2 or not positional[1]:
+        ctx.console.fail("Missing GIT_REMOTE parameter")
+    repo = positional[1]
+    ref = positional[2] if len(positional) > 2 else ""
+    if repo in _read(_build_control(ctx, "bad-repos")).split("\n"):
+        ctx.console.err(f"fatal: repository '{repo}' not found")  # git's own text
+        ctx.console.fail(f"Unable to fetch {repo}" + (f"#{ref}" if ref else ""))  # inferred
+    sha_path = ctx.state.app_dir(app) / "GIT_SHA"
+    before = _read(sha_path)
+    after = hashlib.sha1(f"{repo}#{ref}".encode()).hexdigest()
+    verb = "Fetching remote code for" if before else "Cloning"
+    ctx.console.info1(f"{verb} {app} from {repo}" + (f"#{ref}" if ref else ""), quiet_able=True)  # inferred
+    sha_path.write_text(after + "\n")
+    log_event(ctx, "deploy-source-set", app, "git-sync", f"{repo}#{after}")
+    if flags["--build"] or (flags["--build-if-changes"] and before != after):
+        _build(ctx, app, "git:sync")
+    elif flags["--build-if-changes"]:
+        ctx.console.verbose("Skipping build as no changes were detected")  # inferred
+
+
+def cmd_git_from_image(ctx: Context, args: list[str]) -> None:
+    # git:from-image [--build-dir DIR] <app> <image> [<git-user> <git-email>] (0.24.0)
+    positional = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--build-dir":
+            i += 2
+            continue
+        positional.append(args[i])
+        i += 1
+    app = positional[0] if positional else ""
+    ctx.verify_app_bash(app)
+    if len(positional) < 2:
+        ctx.console.fail("Please specify a docker image")  # inferred
+    image_path = ctx.state.app_dir(app) / "SOURCE_IMAGE"
+    wanted = " ".join(positional[1:])
+    if _read(image_path) == wanted:
+        # The same image and arguments leave nothing to commit: Dokku exits 0 early (dokku-next.md §4).
+        ctx.console.warn("No changes detected, skipping git commit")  # inferred wording
+        return
+    image_path.write_text(wanted + "\n")
+    log_event(ctx, "deploy-source-set", app, "docker-image", positional[1])
+    _build(ctx, app, "git:from-image")
+
+
+def cmd_ps_rebuild(ctx: Context, args: list[str]) -> None:
+    _, positional = parse_flags(ctx, args, bools=("all",), strings=("parallel",))
+    if ctx.since("0.38.0"):
+        ctx.console.merge_stderr = True
+    app = positional[0] if positional else ""
+    ctx.verify_app(app)
+    if not (ctx.state.app_dir(app) / "GIT_SHA").exists() and not (ctx.state.app_dir(app) / "SOURCE_IMAGE").exists() \
+            and not ctx.state.deployed(app):
+        ctx.console.warn(f"App {app} has not been deployed")
+        return
+    _build(ctx, app, "ps:rebuild")
+
+
+def cmd_logs(ctx: Context, args: list[str]) -> None:
+    # logs <app> [-n N] [-t] [-q] [-p proc] (plugins/logs); default 100 lines.
+    app, num, process, quiet = "", 100, "", False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-n", "--num") and i + 1 < len(args):
+            num, i = int(args[i + 1]), i + 2
+            continue
+        if arg in ("-p", "--ps") and i + 1 < len(args):
+            process, i = args[i + 1], i + 2
+            continue
+        if arg in ("-q", "--quiet"):
+            quiet = True
+        elif arg in ("-t", "--tail"):
+            ctx.console.fail("the double does not tail logs")  # the panel never asks: it would never end
+        elif not app:
+            app = arg
+        i += 1
+    ctx.verify_app(app)
+    if not ctx.state.deployed(app):
+        ctx.console.fail(f"App {app} has not been deployed")
+    path = ctx.state.app_dir(app) / "LOGS"
+    lines = path.read_text("utf-8", "surrogateescape").splitlines() if path.exists() else []
+    if process:
+        lines = [line for line in lines if f" app[{process}." in line]
+    for line in lines[-num:] if num > 0 else lines:
+        ctx.console.out(line.split("]: ", 1)[1] if quiet and "]: " in line else line)
+
+
+DEPLOY_COMMANDS = {"git:sync": cmd_git_sync, "git:from-image": cmd_git_from_image, "ps:rebuild": cmd_ps_rebuild,
+                   "logs": cmd_logs}
+# Commands that run without the double's state lock (a build takes long; logs only read).
+UNLOCKED = frozenset(DEPLOY_COMMANDS)
+
+
 COMMANDS = {
     "version": cmd_version,
     "events": cmd_events,
@@ -1990,6 +2144,8 @@ ALIASES = {
     "ssh-keys": "ssh-keys:list",
 }
 
+COMMANDS.update(DEPLOY_COMMANDS)
+
 GLOBAL_FLAGS = ("--quiet", "--trace", "--force")
 
 
@@ -1999,6 +2155,20 @@ def stdin_is_pipe() -> bool:
         return stat.S_ISFIFO(os.fstat(0).st_mode)
     except OSError:
         return False
+
+
+def _run_unlocked(state: State, console: Console, command: str, rest: list[str], pipe: bool, force: bool) -> int:
+    with state.lock():
+        fault = state.take_fault(command)
+    if fault is not None:
+        console.out(fault.get("stdout", ""), end="")
+        console.err(fault.get("stderr", ""), end="")
+        return int(fault.get("exit_code", 1))
+    try:
+        COMMANDS[command](Context(state, console, command, pipe, force), rest)
+    except DokkuExit as done:
+        return done.code
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -2053,6 +2223,8 @@ def main(argv: list[str]) -> int:
     console = Console(quiet)
     if trace:
         console.err("+ dokku " + " ".join(argv))
+    if command in UNLOCKED:
+        return _run_unlocked(state, console, command, rest, pipe, force)
     with state.lock():
         fault = state.take_fault(command)
         if fault is not None:

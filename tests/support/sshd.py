@@ -213,6 +213,43 @@ class DokkuDouble:
         path = self.root / "control" / "unpullable-images"
         path.write_text((path.read_text() if path.exists() else "") + image + "\n")
 
+    # builds and logs (git:sync, git:from-image, ps:rebuild, logs) -----------
+    @_shared_files
+    def slow_builds(self, seconds_per_line: float) -> None:
+        (self.root / "control" / "build-delay").write_text(str(seconds_per_line))
+
+    @_shared_files
+    def hold_builds(self, held: bool = True) -> None:
+        """While held, a build waits after its first steps (at most 60 s)."""
+        gate = self.root / "control" / "build-gate"
+        gate.touch() if held else gate.unlink(missing_ok=True)
+
+    @_shared_files
+    def fail_builds(self, message: str) -> None:
+        (self.root / "control" / "build-fail").write_text(message + "\n")
+
+    @_shared_files
+    def refuse_repo(self, url: str) -> None:
+        path = self.root / "control" / "bad-repos"
+        path.write_text((path.read_text() if path.exists() else "") + url + "\n")
+
+    def synced_sha(self, app: str) -> str | None:
+        path = self._state.app_dir(app) / "GIT_SHA"
+        return path.read_text().strip() if path.exists() else None
+
+    def source_image(self, app: str) -> str | None:
+        path = self._state.app_dir(app) / "SOURCE_IMAGE"
+        return path.read_text().strip() if path.exists() else None
+
+    @_shared_files
+    def add_log_lines(self, app: str, *texts: str, process: str = "web") -> None:
+        """Lines the app prints (`logs` shows them), stamped like docker's log lines."""
+        path = self._state.app_dir(app) / "LOGS"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        with open(path, "a", encoding="utf-8") as handle:
+            for text in texts:
+                handle.write(f"{stamp}.{time.time_ns() % 10**9:09d}Z app[{process}.1]: {text}\n")
+
     # calls -----------------------------------------------------------------
     def calls(self) -> list[dict]:
         path = self._state.calls_log
