@@ -69,6 +69,7 @@ def page_context(app: App, forms: dict) -> dict:
         logs_form=forms.get("logs_form") or LogsForm(formdata=None),
         deploy_operations=region_operations("deploy-source", app_id=app.id),
         building=deploy_service.building(app),
+        build_kinds=BUILD_KINDS,
         private_hint=deploy_rules.PRIVATE_HINT,
         log_token=token if record is not None else None,
         log_record=record,
@@ -134,10 +135,12 @@ def build_output(server_id: int, name: str, operation_id: int):
     """A running build's output as far as it came (the page polls this every 2 s until the build ends)."""
     app = _app(server_id, name)
     op = db.session.get(Operation, operation_id)
-    if op is None or op.app_id != app.id or op.kind not in BUILD_KINDS:
+    if op is None or op.app_id != app.id:
         abort(404)
-    text = expiring.buffer().get(build_key(op.id)) if op.pending else None
-    return render_template("apps/_build_output.html", app=app, server=app.server, op=op, text=text)
+    # Only builds write live output; any other operation of the app answers as an ended one.
+    text = expiring.buffer().get(build_key(op.id)) if op.pending and op.kind in BUILD_KINDS else None
+    return render_template("apps/_build_output.html", app=app, server=app.server, op=op, text=text,
+                           build_kinds=BUILD_KINDS)
 
 
 # --- logs -------------------------------------------------------------------------------
