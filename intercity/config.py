@@ -134,6 +134,10 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Notifications: the periodic tick (due digests, alert catch-up, retries) and the first retry's delay.
         "NOTIFY_TICK_SECONDS": _int("INTERCITY_NOTIFY_TICK_SECONDS", 300),
         "NOTIFY_RETRY_BACKOFF": float(_int("INTERCITY_NOTIFY_RETRY_BACKOFF", 30)),
+        # Logs read on demand: how long the lines are kept for the page, and how "Follow" asks again.
+        "LOGS_TTL": _int("INTERCITY_LOGS_TTL", 60),
+        "LOGS_FOLLOW_INTERVAL": _int("INTERCITY_LOGS_FOLLOW_INTERVAL", 3),
+        "LOGS_FOLLOW_LIMIT": _int("INTERCITY_LOGS_FOLLOW_LIMIT", 300),
     }
     config.update(overrides)
     return config

@@ -54,10 +54,9 @@ def repo_url(url: str | None) -> str:
         if "@" in parts.netloc.rpartition("@")[0]:
             raise ValidationError(CREDENTIALS, "repo_url")
         return url
-    match = _SCP_LIKE.match(url)
-    if not match or ":" in (match["user"] or ""):
-        if "@" in url and ":" in url.partition("@")[0]:
-            raise ValidationError(CREDENTIALS, "repo_url")
+    if "@" in url and ":" in url.partition("@")[0]:
+        raise ValidationError(CREDENTIALS, "repo_url")  # user:password@host:path
+    if not _SCP_LIKE.match(url):
         raise ValidationError("Use an https://, ssh:// or git:// URL, or git@host:path.", "repo_url")
     return url
 
