@@ -87,3 +87,24 @@ def test_the_memory_buffer_forgets_after_its_time_to_live():
     store.expire("k", 1)
     now[0] = 31.5
     assert store.get("k") is None
+
+
+def test_the_redis_buffer_keeps_the_end_and_a_time_to_live(redis_url):
+    import uuid
+
+    from redis import Redis
+
+    from intercity.jobs.expiring import PREFIX, RedisBuffer
+
+    client = Redis.from_url(redis_url)
+    store = RedisBuffer(client)
+    key = f"test-{uuid.uuid4().hex}"
+    store.put(key, "lög", 60)
+    assert store.get(key) == "lög" and 0 < client.ttl(PREFIX + key) <= 60
+    store.append(key + "-b", "a" * 10, 30, limit=2)
+    assert store.get(key + "-b") == "aa"  # past the limit it keeps the end
+    store.expire(key, 1)
+    assert client.ttl(PREFIX + key) <= 1
+    store.delete(key)
+    store.delete(key + "-b")
+    assert store.get(key) is None

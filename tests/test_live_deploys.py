@@ -147,7 +147,7 @@ def test_deploying_the_same_image_again_builds_nothing_and_says_to_rebuild(app, 
         "git:from-image", "git:from-image", "ps:rebuild"]
 
 
-def test_following_the_logs_shows_new_lines_and_stops_at_its_limit(page, member, sshd, dokku):
+def test_following_the_logs_shows_new_lines_and_stops_at_its_limit(page, member, sshd, dokku, caplog):
     server = ready_server(sshd)
     target = make_app(server, name="api")
     dokku.create_app("api")
@@ -180,6 +180,7 @@ def test_following_the_logs_shows_new_lines_and_stops_at_its_limit(page, member,
     for table in db.metadata.sorted_tables:
         dump = str(db.session.execute(table.select()).all())
         assert "GET /health" not in dump and "worker started" not in dump, table.name
+    assert SECRET not in caplog.text and "GET /health" not in caplog.text
     reads = [call["argv"] for call in dokku.calls() if call["command"] == "logs"]
     assert reads[0] == ["logs", "api", "-n", "100"] and reads[-1] == ["logs", "api", "-n", "100", "-p", "worker"]
 

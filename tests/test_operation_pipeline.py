@@ -37,7 +37,8 @@ def test_every_kind_is_declared_with_what_the_panel_needs():
     assert set(kinds.KINDS) == {"server.check", "server.import", "server.refresh_keys", "deploy_keys.apply",
                                 "app.create", "app.destroy", "app.restart", "app.refresh", "env.apply",
                                 "domains.apply", "services.refresh", "service.create", "service.link",
-                                "service.unlink", "service.destroy"}
+                                "service.unlink", "service.destroy",
+                                "app.deploy_from_repo", "app.deploy_image", "app.rebuild"}
     for name, kind in kinds.KINDS.items():
         assert kind.name == name
         assert list(inspect.signature(kind.executor).parameters) == ["ctx"], name
