@@ -20,7 +20,7 @@ from intercity.services import env as env_service
 from tests.support.builders import make_app
 from tests.support.operations import finished
 from tests.support.sessions import log_in
-from tests.test_panel_browser import DONE, login, ready_server
+from tests.test_panel_browser import DONE, login, ready_server, shot
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -52,6 +52,7 @@ def test_a_deploy_from_a_repository_streams_its_output_and_ends_applied(page, me
     live = page.locator(".build-output pre")
     expect(live).to_contain_text("Cloning api from https://git.example.com/team/api.git#main", timeout=DONE)
     expect(live).to_contain_text("Building api from herokuish")
+    shot(page, "deploy-live")
     db.session.rollback()
     op = db.session.scalar(select(Operation).where(Operation.kind == "app.deploy_from_repo"))
     assert op.status == "running"  # held at the gate: what the page showed came while it ran
@@ -61,6 +62,7 @@ def test_a_deploy_from_a_repository_streams_its_output_and_ends_applied(page, me
     expect(card).to_have_attribute("data-status", "succeeded", timeout=DONE)
     expect(card).to_contain_text("Deployed on")
     expect(page.locator(".build-output")).to_have_count(0)
+    shot(page, "deploy-applied")
     db.session.rollback()
     runs = db.session.scalars(select(CommandRun).where(CommandRun.operation_id == op.id)).all()
     assert len(runs) == 1  # written once, at the end
@@ -165,6 +167,7 @@ def test_following_the_logs_shows_new_lines_and_stops_at_its_limit(page, member,
     dokku.add_log_lines("api", "GET /health 200")
     expect(lines).to_contain_text("GET /health 200", timeout=DONE)
     expect(page.locator("[data-follow=ended]")).to_contain_text("Stopped following", timeout=DONE)
+    shot(page, "logs-followed")
     shown = lines.inner_text()
     assert shown.count("GET / 200") == 1  # new lines only
     assert SECRET not in page.content()

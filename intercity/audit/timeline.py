@@ -188,6 +188,16 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
                     *_server_place(entry, "on")]
         case "app.restart_requested":
             return [Part(" restarted "), Part(entry.app_name or _label(entry), "target"), *_server_place(entry, "on")]
+        case "app.deploy_from_repo_requested" | "app.deploy_image_requested" | "app.rebuild_requested":
+            target = Part(entry.app_name or _label(entry), "target")
+            if action == "app.rebuild_requested":
+                return [Part(" rebuilt "), target, *_server_place(entry, "on")]
+            if action == "app.deploy_image_requested":
+                data = _new(changes, "payload") or {}
+                image = data.get("image") if isinstance(data, dict) else None
+                return [Part(" deployed "), *([Part("image "), Part(str(image), "code"), Part(" to ")] if image
+                                              else [Part("an image to ")]), target, *_server_place(entry, "on")]
+            return [Part(" deployed "), target, Part(" from its repository"), *_server_place(entry, "on")]
         case "server.created":
             return _server_created(entry, changes)
         case "server.updated":

@@ -10,9 +10,9 @@ from intercity.validation import ValidationError
 
 # What "Private repositories" means for git:sync: Dokku fetches with the server's own git set-up.
 PRIVATE_HINT = ("Private repositories are fetched with the server's own git set-up: for HTTPS, an admin runs "
-                "`dokku git:auth <host> <user> <token>` on the server once; for SSH URLs, the dokku user's key "
-                "(`dokku git:generate-deploy-key`, then `dokku git:public-key`) must be a deploy key of the "
-                "repository, and `dokku git:allow-host <host>` trusts the host's key.")
+                "dokku git:auth HOST USER TOKEN on the server once; for SSH URLs, the dokku user's key (made by "
+                "dokku git:generate-deploy-key, shown by dokku git:public-key) must be a deploy key of the "
+                "repository, and dokku git:allow-host HOST trusts the host's key.")
 
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\\][^\s]*)$")
 _SCHEMES = ("https", "http", "ssh", "git")
