@@ -14,6 +14,8 @@ from playwright.sync_api import expect
 from sqlalchemy import select, text
 
 from intercity.extensions import db
+from intercity.jobs import expiring
+from intercity.jobs.deploy_executors import build_key
 from intercity.models import AuditEntry, CommandRun, Operation
 from intercity.services import deploys as deploy_service
 from intercity.services import env as env_service
@@ -82,17 +84,22 @@ def test_a_failing_build_ends_failed_with_its_reason(app, member, sshd, dokku):
     server = make_dokku_server(sshd)
     target = make_app(server, name="api")
     dokku.create_app("api")
-    dokku.fail_builds("npm ERR! Missing script: \"build\"")
+    env_service.set_var(target, member, key="NPM_TOKEN", value=SECRET, restart=False)
+    db.session.commit()
+    dokku.fail_builds(f"npm ERR! Missing script: \"build\" (token {SECRET})")
     deploy_service.save_source(target, member, url="git@git.example.com:team/api.git", ref=None)
     op = deploy_service.deploy_from_repo(target, member)
     db.session.commit()
     op = finished(app, op.id)
     assert op.status == "failed"
     assert op.reason == ("The build from the repository of api failed (exit code 1): npm ERR! Missing script: "
-                         "\"build\". The app keeps running its previous release.")
+                         "\"build\" (token [redacted]). The app keeps running its previous release.")
     assert _entries(op.id)[-1] == "operation.failed"
     run = db.session.scalar(select(CommandRun).where(CommandRun.operation_id == op.id))
-    assert "-----> Build failed" in run.stdout
+    assert "-----> Build failed" in run.stdout and SECRET not in run.stdout + run.stderr
+    # The live view had the same lines, redacted; it is kept a minute after the build ended.
+    live = expiring.buffer().get(build_key(op.id))
+    assert "-----> Build failed" in live and "token [redacted]" in live and SECRET not in live
 
     # A repository the server cannot fetch says so, and how private repositories are reached.
     dokku.clear_faults()
