@@ -175,6 +175,9 @@ def test_following_the_logs_shows_new_lines_and_stops_at_its_limit(page, member,
     expect(lines).to_contain_text("GET /health 200", timeout=DONE)
     expect(page.locator("[data-follow=ended]")).to_contain_text("Stopped following", timeout=DONE)
     shot(page, "logs-followed")
+    reads = len([call for call in dokku.calls() if call["command"] == "logs"])
+    page.wait_for_timeout(1500)  # three intervals: an ended follow asks no more
+    assert len([call for call in dokku.calls() if call["command"] == "logs"]) == reads
     shown = lines.inner_text()
     assert shown.count("GET / 200") == 1  # new lines only
     assert SECRET not in page.content()

@@ -637,7 +637,7 @@ def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, mem
     page_url = f"/servers/{app.server_id}/apps/api"
     page = client.get(page_url)
     for region, also in (("app-status", ["app-head"]), ("env", []), ("domains", []),
-                         ("recent-region", ["recent-activity"])):
+                         ("recent-region", ["recent-activity"]), ("deploy-source", [])):
         response = client.get(page_url, query_string={"region": region}, headers=HTMX)
         body = text(response)
         ids = re.findall(r'<(?:div|section)[^>]* id="([^"]+)"', body)
@@ -646,7 +646,8 @@ def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, mem
     # every region of the page reloads only on the events of the kinds that refresh it
     triggers = dict(re.findall(r'id="([^"]+)" hx-get="[^"]*" hx-select="[^"]*" hx-target="this" hx-swap="outerHTML"'
                                r'\s+hx-vals=\'[^\']*\' hx-trigger="([^"]+)"', text(page)))
-    assert triggers == {region: f"refresh-{region} from:body" for region in ("app-status", "recent-region")}
+    assert triggers == {region: f"refresh-{region} from:body"
+                        for region in ("app-status", "recent-region", "deploy-source")}
     # without htmx, or for a region the page does not have, the whole page
     assert "<html" in text(client.get(page_url, query_string={"region": "app-status"}))
     assert "<html" in text(client.get(page_url, query_string={"region": "nope"}, headers=HTMX))
