@@ -3,7 +3,8 @@
 
 def register_blueprints(app) -> None:
     from intercity.blueprints import (account, apps, audit, auth, databases, health, home, operations, servers,
-                                      settings, setup, team)
+                                      service_backups, settings, setup, team)
 
-    for module in (auth, health, home, setup, servers, databases, apps, operations, audit, team, account, settings):
+    for module in (auth, health, home, setup, servers, databases, service_backups, apps, operations, audit, team,
+                   account, settings):
         app.register_blueprint(module.bp)

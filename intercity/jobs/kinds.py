@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import executors, service_executors
+from intercity.jobs import backup_executors, executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -139,3 +139,24 @@ declare("service.link", category="security", title="link a database service", ex
 declare("service.unlink", category="security", title="unlink a database service",
         executor=service_executors.service_unlink, page="server", region="services", refreshes=("services",),
         request_action="service.unlink_requested", deadline=900)
+
+# --- service plugins and backups: installing a plugin (root only), S3 credentials, checked backups --------
+
+declare("service.plugin_install", category="server", title="install a service plugin",
+        executor=backup_executors.plugin_install, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.plugin_install_requested", deadline=600)
+# Credentials and passphrases reach the server only as arguments: filed under Security.
+declare("service.backup_auth", category="security", title="set a service's backup credentials",
+        executor=backup_executors.backup_auth, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.backup_auth_requested", deadline=60,
+        store_output=False)
+declare("service.backup_encryption", category="security", title="set a service's backup encryption",
+        executor=backup_executors.backup_encryption, role="admin", app_level=False, page="server",
+        region="services", refreshes=("services",), request_action="service.backup_encryption_requested",
+        deadline=60, store_output=False)
+declare("service.backup", category="app", title="back up a database service", executor=backup_executors.backup_now,
+        app_level=False, page="server", region="services", refreshes=("services",),
+        request_action="service.backup_requested", deadline=1800)
+declare("service.backup_schedule", category="app", title="schedule a service's backups",
+        executor=backup_executors.backup_schedule, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.backup_schedule_requested", deadline=60)
