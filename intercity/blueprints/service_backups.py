@@ -8,7 +8,7 @@ from wtforms import BooleanField, PasswordField, StringField
 
 from intercity.blueprints.panel_support import attempt, back
 from intercity.dokku import service_backups as backup_commands
-from intercity.dokku.service_plugins import PLUGINS
+from intercity.dokku.service_plugins import PLUGINS, SERVICE_NAME
 from intercity.extensions import db
 from intercity.models import Server
 from intercity.services import databases as database_service
@@ -55,11 +55,10 @@ def _page(server: Server, plugin: str, name: str) -> str:
 
 
 def _render(server: Server, plugin: str, name: str, status: int = 200, **forms):
-    if plugin not in PLUGINS:
+    if plugin not in PLUGINS or not SERVICE_NAME.match(name):
         abort(404)
+    # Not in the panel's last listing: the page says so (the forms then refuse until it is read again).
     service = database_service.find(server, plugin, name)
-    if service is None:
-        abort(404)
     row = service_backups.settings(server, plugin, name)
     context = dict(
         server=server, plugin=plugin, name=name, spec=PLUGINS[plugin], service=service, backup=row,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from intercity.dokku import parsers, service_backups, service_plugins
+from intercity.dokku import parsers, service_backups, service_plugins, ssh
 from intercity.extensions import db
 from intercity.jobs.executors import OperationContext, OperationError
 from intercity.models import ServiceBackup
@@ -67,8 +67,8 @@ def backup_now(ctx: OperationContext) -> None:
     ctx.redactor.add(*(row.credentials() or ()), row.passphrase() or "")
     try:
         result = ctx.run(service_backups.backup(plugin, name, bucket))
-    except (parsers.DokkuError, OperationError) as error:
-        _finish_backup(ctx, "failed", error.message if hasattr(error, "message") else str(error), None)
+    except (parsers.DokkuError, OperationError, ssh.SshError) as error:
+        _finish_backup(ctx, "failed", getattr(error, "message", None) or str(error), None)
         raise
     if not service_backups.backup_succeeded(result.out, result.err, plugin, name):
         message = (f"dokku {plugin}:backup ended without docker-s3backup's line “The backup for {plugin}-{name} "
