@@ -47,6 +47,7 @@ def test_backups_schedule_export_and_redis(app, client, logged_in, admin, sshd, 
     make_app(server, name="shop", status="active")
     dokku.create_app("shop")
     dokku.mark_deployed("shop")
+    dokku.install_plugin("redis")
     page_url = f"/servers/{server_id}"
     base = f"{page_url}/services"
     svc = f"{base}/postgres/shop-db"
@@ -169,9 +170,6 @@ def test_backups_schedule_export_and_redis(app, client, logged_in, admin, sshd, 
     app.config["SERVICE_EXPORT_DEADLINE"] = 3600
 
     # Redis shares it all: create and link set REDIS_URL, recorded as set by the link.
-    dokku.install_plugin("redis")
-    client.post(f"{base}/refresh")
-    finish(app)
     client.post(base, data={"plugin": "redis", "name": "cache", "version": ""})
     finish(app)
     assert last("service.create").status == "succeeded"

@@ -134,6 +134,6 @@ def plugin_install(ctx: OperationContext) -> None:
         raise
     from intercity.jobs.service_executors import read_services
 
-    read_services(ctx)
+    read_services(ctx, plugin)
     if not (ctx.server().services or {}).get(plugin, {}).get("installed"):
         raise OperationError(f"plugin:install ended, but {plugin}:list is still not a command on the server.")
