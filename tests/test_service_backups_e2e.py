@@ -127,6 +127,13 @@ def test_backups_schedule_export_and_redis(app, client, logged_in, admin, sshd, 
     assert "At 03:00 AM" in pages[-1]
     assert "scheduled backups of postgres service shop-db at 0 3 * * *" in str(
         timeline.sentence(entries("service.backup_schedule_requested")[-1]))
+    # A cron line other than the one sent (here: none written) fails the operation, and the page says so.
+    dokku.fail("postgres:backup-schedule", exit_code=0, times=1)
+    client.post(f"{svc}/backup/schedule", data={"schedule": "30 4 * * 0", "bucket": "shop-backups"})
+    finish(app)
+    op = last("service.backup_schedule")
+    assert op.status == "failed" and "not the schedule the panel sent" in op.reason
+    assert db.session.scalar(select(ServiceBackup)).schedule_seen == "0 3 * * *"
     client.post(f"{svc}/backup/unschedule")
     finish(app)
     assert last("service.backup_schedule").status == "succeeded"
