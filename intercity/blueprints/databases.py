@@ -19,7 +19,8 @@ bp = Blueprint("databases", __name__, url_prefix="/servers/<int:server_id>/servi
 
 class ServiceForm(FlaskForm):
     plugin = SelectField("Type", id="service-plugin", default="postgres",
-                         choices=[SelectChoice(name, spec["label"]) for name, spec in PLUGINS.items()], validate_choice=False)
+                         choices=[SelectChoice(name, spec["label"]) for name, spec in PLUGINS.items()],
+                         validate_choice=False)
     name = StringField("Name", id="service-name")
     version = StringField("Image version (optional)", id="service-version")
 

@@ -1,4 +1,4 @@
-"""A database service's own page: backups (credentials, back up now, schedule, encryption), export download; plugin install."""
+"""A database service's page: backups (credentials, back up now, schedule, encryption), export; plugin install."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, stream_with_context, url_for

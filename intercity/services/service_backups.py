@@ -1,4 +1,4 @@
-"""Backups of database services and installing their plugins: the settings the panel keeps and the operations that apply them.
+"""Backups of database services and installing their plugins: the settings kept and the operations applying them.
 
 Credentials and the passphrase are validated, encrypted into `ServiceBackup` and never handed
 back; the operations' payloads name only the plugin, the service, the bucket and the schedule.

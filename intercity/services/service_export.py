@@ -76,7 +76,8 @@ class _Export:
             raise ValidationError(error.message, None) from None
         except Exception as error:  # paramiko's own errors while opening the channel
             self.close()
-            reason = f"The connection to {self.server_name} failed while the export started ({error.__class__.__name__})."
+            reason = (f"The connection to {self.server_name} failed while the export started "
+                      f"({error.__class__.__name__}).")
             self.record(reason)
             raise ValidationError(reason, None) from None
         if not first:
