@@ -188,6 +188,12 @@ def test_backups_schedule_export_and_redis(app, client, logged_in, admin, sshd, 
     assert var.linked_service == "redis cache" and var.value == redis_dsn
     assert redis_dsn.startswith("redis://:") and dokku.env("shop")["REDIS_URL"].decode() == redis_dsn
 
+    # Destroying the service (the plugin removes its backup files and cron line) drops its credentials too.
+    client.post(f"{svc}/destroy", data={"confirm": "shop-db"})
+    finish(app)
+    assert last("service.destroy").status == "succeeded"
+    assert db.session.scalar(select(ServiceBackup)) is None
+
     # Credentials, passphrase and DSNs: in no column (but encrypted ones), transcript, page or log.
     pages += [text(client.get(page_url)), text(client.get(svc)), text(client.get("/audit")),
               text(client.get(f"{page_url}/audit"))]

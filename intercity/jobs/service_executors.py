@@ -7,12 +7,12 @@ value, encrypted, marked with the service that set it.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from intercity.dokku import commands, parsers, service_plugins
 from intercity.extensions import db
 from intercity.jobs.executors import OperationContext, OperationError
-from intercity.models import EnvVar
+from intercity.models import EnvVar, ServiceBackup
 from intercity.models.base import utcnow
 
 
@@ -130,4 +130,8 @@ def service_destroy(ctx: OperationContext) -> None:
     except parsers.DokkuError:
         read_services(ctx, plugin)  # e.g. linked since the panel's list was read: show the links Dokku has
         raise
+    # The plugin removed the service's backup files and cron line: its credentials go from the panel too.
+    db.session.execute(delete(ServiceBackup).where(ServiceBackup.server_id == ctx.server_id,
+                                                   ServiceBackup.plugin == plugin, ServiceBackup.service == name))
+    db.session.commit()
     read_services(ctx, plugin)
