@@ -100,3 +100,10 @@ def test_the_counted_export_keeps_the_exports_exit_status(exit_code):
 def test_plugin_install_uses_the_official_url_and_name():
     assert service_backups.plugin_install("mysql").argv == (
         "dokku", "plugin:install", "https://github.com/dokku/dokku-mysql.git", "--name", "mysql")
+
+
+def test_a_plugin_install_without_root_is_read_as_such():
+    from intercity.dokku import parsers
+
+    with pytest.raises(parsers.DokkuError, match="must be run as root"):
+        parsers.check(service_backups.plugin_install("postgres"), 1, "", " !     This command must be run as root\n")
