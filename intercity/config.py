@@ -120,6 +120,8 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Every dokku command runs under `timeout` on the server (its kind's deadline, kept below
         # SSH_COMMAND_TIMEOUT); what still runs this many seconds after the deadline gets SIGKILL.
         "COMMAND_KILL_GRACE": _int("INTERCITY_COMMAND_KILL_GRACE", 10),
+        # A database export streamed to a browser: its server-side `timeout` (Redis exports can hang).
+        "SERVICE_EXPORT_DEADLINE": _int("INTERCITY_SERVICE_EXPORT_DEADLINE", 3600),
         # Per kind name, seconds that replace the declared deadline as given (tests).
         "COMMAND_DEADLINES": {},
         # Seconds before the first retry of a flaky network; each further retry waits twice as long.

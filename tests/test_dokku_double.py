@@ -688,6 +688,56 @@ def test_postgres_link_unlink_and_destroy(sh, dokku):
     assert dokku.services("postgres") == ["audit-db"]
 
 
+def test_redis_and_mysql_share_the_commands_with_their_own_urls_and_aliases(sh, dokku):
+    assert sh(["dokku", "redis:list"]).exit_code == 1  # not installed: an unknown command
+    assert sh(["dokku", "plugin:install", "https://github.com/dokku/dokku-redis.git", "--name", "redis"]).exit_code == 0
+    dokku.install_plugin("mysql")
+    dokku.create_app("shop")
+    sh(["dokku", "redis:create", "cache"])
+    sh(["dokku", "mysql:create", "shop-db"])
+    assert sh(["dokku", "redis:info", "cache", "--version"]).out == "redis:8.8.0\n"
+    assert dokku.service_url("redis", "cache").endswith("@dokku-redis-cache:6379")
+    assert dokku.service_url("mysql", "shop-db").startswith("mysql://mysql:")
+    sh(["dokku", "redis:link", "cache", "shop", "--no-restart"])
+    sh(["dokku", "mysql:link", "shop-db", "shop", "--no-restart"])
+    env = dokku.env("shop")
+    assert env["REDIS_URL"] == dokku.service_url("redis", "cache").encode()
+    assert env["DATABASE_URL"] == dokku.service_url("mysql", "shop-db").encode()
+    assert sh(["dokku", "redis:info", "ghost", "--status"]).err == " !     Redis service ghost does not exist\n"
+
+
+def test_backups_schedules_encryption_and_export(sh, dokku):
+    dokku.install_plugin("postgres")
+    sh(["dokku", "postgres:create", "db"])
+    missing = sh(["dokku", "postgres:backup", "db", "bucket-1"])
+    assert (missing.exit_code, missing.err) == (1, " !     Provide AWS credentials or use the --use-iam flag\n")
+    assert sh(["dokku", "postgres:backup-auth", "db", "AKIA1234", "secret12", "eu-west-1"]).exit_code == 0
+    assert dokku.service_file("postgres", "db", "backup/AWS_SECRET_ACCESS_KEY") == "secret12\n"
+    done = sh(["dokku", "postgres:backup", "db", "bucket-1"])
+    assert done.exit_code == 0 and done.out.endswith(": The backup for postgres-db finished successfully.\n")
+    dokku.set_service_status("postgres", "db", "exited")
+    stopped = sh(["dokku", "postgres:backup", "db", "bucket-1"])
+    assert (stopped.exit_code, stopped.err) == (1, " !     Service container is not running\n")
+    dokku.set_service_status("postgres", "db", "running")
+
+    assert sh(["dokku", "postgres:backup-schedule-cat", "db"]).err == " !     There is no scheduled backup for db.\n"
+    sh(["dokku", "postgres:backup-schedule", "db", "0 3 * * *", "bucket-1"])
+    assert sh(["dokku", "postgres:backup-schedule-cat", "db"]).out == (
+        "0 3 * * * dokku /usr/bin/dokku postgres:backup db bucket-1\n")
+    sh(["dokku", "postgres:backup-unschedule", "db"])
+    assert sh(["dokku", "postgres:backup-schedule-cat", "db"]).exit_code == 1
+    sh(["dokku", "postgres:backup-set-encryption", "db", "passphrase1"])
+    assert dokku.service_file("postgres", "db", "backup/ENCRYPTION_KEY") == "passphrase1\n"
+    sh(["dokku", "postgres:backup-unset-encryption", "db"])
+    assert dokku.service_file("postgres", "db", "backup/ENCRYPTION_KEY") is None
+
+    exported = sh(["dokku", "postgres:export", "db"])
+    assert exported.exit_code == 0 and exported.stdout == dokku.export_bytes("postgres", "db")
+    assert exported.stdout.startswith(b"PGDMP") and len(exported.stdout) == 96 * 1024
+    dokku.set_dump_size("postgres", "db", 0)
+    assert sh(["dokku", "postgres:export", "db"]).stdout == b""
+
+
 def test_apps_locked_answers_with_its_exit_code(sh, dokku):
     # Go's CommandLocked: LogQuiet text and exit 0 when locked, an error and exit 1 when not.
     dokku.create_app("web")

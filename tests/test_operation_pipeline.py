@@ -37,7 +37,9 @@ def test_every_kind_is_declared_with_what_the_panel_needs():
     assert set(kinds.KINDS) == {"server.check", "server.import", "server.refresh_keys", "deploy_keys.apply",
                                 "app.create", "app.destroy", "app.restart", "app.refresh", "env.apply",
                                 "domains.apply", "services.refresh", "service.create", "service.link",
-                                "service.unlink", "service.destroy",
+                                "service.unlink", "service.destroy", "service.plugin_install",
+                                "service.backup_auth", "service.backup_encryption", "service.backup",
+                                "service.backup_schedule",
                                 "app.deploy_from_repo", "app.deploy_image", "app.rebuild"}
     for name, kind in kinds.KINDS.items():
         assert kind.name == name
@@ -47,7 +49,8 @@ def test_every_kind_is_declared_with_what_the_panel_needs():
     assert {name for name, kind in kinds.KINDS.items() if kind.read} == {"app.refresh", "server.refresh_keys",
                                                                           "services.refresh"}
     assert {name for name, kind in kinds.KINDS.items() if kind.role == "admin"} == {
-        "server.check", "deploy_keys.apply", "server.refresh_keys", "service.destroy"}
+        "server.check", "deploy_keys.apply", "server.refresh_keys", "service.destroy", "service.plugin_install",
+        "service.backup_auth", "service.backup_encryption", "service.backup_schedule"}
 
 
 def test_a_kind_is_declared_once_and_unknown_kinds_are_refused():

@@ -128,6 +128,26 @@ def _event_detail(changes: dict, key: str) -> str | None:
     return None if value in (None, "") else str(value)
 
 
+def _service_backup_predicate(entry: AuditEntry, action: str, data: dict) -> list[Part]:
+    """The service backup and plugin requests: what was asked of which service (never a credential)."""
+    data = data if isinstance(data, dict) else {}
+    plugin, service = str(data.get("plugin", "database")), Part(str(data.get("service", "")), "target")
+    if action == "service.plugin_install_requested":
+        return [Part(f" installed the {plugin} plugin"), *_server_place(entry, "on")]
+    if action == "service.backup_auth_requested":
+        return [Part(f" set the backup credentials of {plugin} service "), service, *_server_place(entry, "on")]
+    if action == "service.backup_encryption_requested":
+        verb = " set a backup passphrase for " if data.get("encrypted") else " turned off backup encryption of "
+        return [Part(f"{verb}{plugin} service "), service, *_server_place(entry, "on")]
+    if action == "service.backup_requested":
+        return [Part(f" backed up {plugin} service "), service, Part(" to bucket "),
+                Part(str(data.get("bucket", "")), "code"), *_server_place(entry, "on")]
+    if data.get("schedule"):
+        return [Part(f" scheduled backups of {plugin} service "), service, Part(" at "),
+                Part(str(data["schedule"]), "code"), *_server_place(entry, "on")]
+    return [Part(f" unscheduled the backups of {plugin} service "), service, *_server_place(entry, "on")]
+
+
 def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Part]:
     """What the actor did, starting with a space: " set DATABASE_URL on api (prod-1)"."""
     changes = entry.changes
@@ -244,6 +264,18 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             plugin, _, service = _label(entry).partition(" ")
             return [Part(f" revealed the connection URL of {plugin} service "), Part(service, "target"),
                     *_server_place(entry, "on")]
+        case ("service.plugin_install_requested" | "service.backup_auth_requested" | "service.backup_requested"
+              | "service.backup_encryption_requested" | "service.backup_schedule_requested"):
+            return _service_backup_predicate(entry, action, _new(changes, "payload") or {})
+        case "service.exported" | "service.export_failed":
+            plugin, _, service = _label(entry).partition(" ")
+            size = _event_detail(changes, "bytes")
+            done = (f" downloaded an export of {plugin} service " if action == "service.exported"
+                    else f" tried to download an export of {plugin} service ")
+            tail = ([Part(f" ({size} bytes)")] if size and action == "service.exported"
+                    else [Part(f"; it failed: {_event_detail(changes, 'reason')}")] if action == "service.export_failed"
+                    else [])
+            return [Part(done), Part(service, "target"), *_server_place(entry, "from"), *tail]
         case "operation.retry_requested":
             return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
         case "operation.succeeded" | "operation.failed":

@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 
 from intercity.blueprints.panel_support import attempt, back
 from intercity.dokku.service_plugins import PLUGINS
@@ -17,8 +18,9 @@ bp = Blueprint("databases", __name__, url_prefix="/servers/<int:server_id>/servi
 
 
 class ServiceForm(FlaskForm):
-    # One type so far (PostgreSQL); the template names it.
-    plugin = HiddenField(default="postgres", id="service-plugin")
+    plugin = SelectField("Type", id="service-plugin", default="postgres",
+                         choices=[SelectChoice(name, spec["label"]) for name, spec in PLUGINS.items()],
+                         validate_choice=False)
     name = StringField("Name", id="service-name")
     version = StringField("Image version (optional)", id="service-version")
 

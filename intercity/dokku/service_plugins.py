@@ -11,10 +11,21 @@ import re
 from intercity.dokku.commands import Command, _command, _existing_app
 from intercity.validation import ValidationError
 
-# The plugins the panel manages; each is installed as `dokku plugin:install <url> --name <plugin>`.
+# The plugins the panel manages, one description each (their common-functions are identical, so
+# every command below is the same for all three); each is installed as
+# `dokku plugin:install <url> --name <plugin>`. `export` says what `<plugin>:export` prints.
 PLUGINS = {
     "postgres": {"label": "PostgreSQL", "service": "Postgres", "url": "https://github.com/dokku/dokku-postgres.git",
-                 "default_image": "postgres", "default_alias": "DATABASE"},
+                 "default_image": "postgres", "default_alias": "DATABASE", "extension": "dump",
+                 "export": "pg_dump's custom format (pg_dump -Fc --no-acl --no-owner): binary, read it back "
+                           "with pg_restore"},
+    "redis": {"label": "Redis", "service": "Redis", "url": "https://github.com/dokku/dokku-redis.git",
+              "default_image": "redis", "default_alias": "REDIS", "extension": "rdb",
+              "export": "Redis's RDB snapshot (BGSAVE, then dump.rdb): binary; importing it replaces the "
+                        "service's data and restarts it"},
+    "mysql": {"label": "MySQL", "service": "MySQL", "url": "https://github.com/dokku/dokku-mysql.git",
+              "default_image": "mysql", "default_alias": "DATABASE", "extension": "sql",
+              "export": "SQL text from mysqldump (--single-transaction --no-tablespaces --quick, utf8mb4)"},
 }
 # is_valid_service_name; the plugin's own message leaves out the hyphen it accepts.
 SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -27,7 +38,8 @@ _HEADER_PREFIXES = ("=====> ", "-----> ", " !     ")
 
 def plugin(name: str) -> str:
     if name not in PLUGINS:
-        raise ValidationError("Choose a service type the panel knows (PostgreSQL).", None)
+        raise ValidationError("Choose a service type the panel knows ("
+                              + ", ".join(spec["label"] for spec in PLUGINS.values()) + ").", "plugin")
     return name
 
 
@@ -99,7 +111,9 @@ def service_destroy(name: str, service: str) -> Command:
 def hides_output(command: Command) -> bool:
     """create ends with the full info and link echoes `config:set`: both print the DSN."""
     plugin_name, _, sub = command.kind.partition(":")
-    return plugin_name in PLUGINS and (sub in ("create", "link", "unlink") or "--dsn" in command.argv)
+    # backup-auth and set-encryption carry credentials: whatever they print is not kept either.
+    return plugin_name in PLUGINS and (sub in ("create", "link", "unlink", "backup-auth", "backup-set-encryption")
+                                       or "--dsn" in command.argv)
 
 
 # --- reading output --------------------------------------------------------------------

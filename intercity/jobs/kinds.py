@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import deploy_executors, executors, service_executors
+from intercity.jobs import backup_executors, deploy_executors, executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -156,3 +156,23 @@ declare("app.deploy_image", category="app", title="deploy an image", executor=de
 declare("app.rebuild", category="app", title="rebuild the app", executor=deploy_executors.rebuild,
         region="deploy-source", refreshes=("app-status", "deploy-source"), request_action="app.rebuild_requested",
         deadline=1800, hands_to_docker=True, long_wait=True, done="Rebuilt on {server}")
+# --- service plugins and backups: installing a plugin (root only), S3 credentials, checked backups --------
+
+declare("service.plugin_install", category="server", title="install a service plugin",
+        executor=backup_executors.plugin_install, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.plugin_install_requested", deadline=600)
+# Credentials and passphrases reach the server only as arguments: filed under Security.
+declare("service.backup_auth", category="security", title="set a service's backup credentials",
+        executor=backup_executors.backup_auth, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.backup_auth_requested", deadline=60,
+        store_output=False)
+declare("service.backup_encryption", category="security", title="set a service's backup encryption",
+        executor=backup_executors.backup_encryption, role="admin", app_level=False, page="server",
+        region="services", refreshes=("services",), request_action="service.backup_encryption_requested",
+        deadline=60, store_output=False)
+declare("service.backup", category="app", title="back up a database service", executor=backup_executors.backup_now,
+        app_level=False, page="server", region="services", refreshes=("services",),
+        request_action="service.backup_requested", deadline=1800)
+declare("service.backup_schedule", category="app", title="schedule a service's backups",
+        executor=backup_executors.backup_schedule, role="admin", app_level=False, page="server", region="services",
+        refreshes=("services",), request_action="service.backup_schedule_requested", deadline=60)

@@ -7,12 +7,12 @@ value, encrypted, marked with the service that set it.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from intercity.dokku import commands, parsers, service_plugins
 from intercity.extensions import db
 from intercity.jobs.executors import OperationContext, OperationError
-from intercity.models import EnvVar
+from intercity.models import EnvVar, ServiceBackup
 from intercity.models.base import utcnow
 
 
@@ -21,10 +21,14 @@ def link_label(plugin: str, service: str) -> str:
     return f"{plugin} {service}"
 
 
-def read_services(ctx: OperationContext) -> None:
-    """Which plugins are installed and, for each, its services with version, status and linked apps."""
-    found: dict = {}
-    for plugin in service_plugins.PLUGINS:
+def read_services(ctx: OperationContext, only: str | None = None) -> None:
+    """Which plugins are installed and, for each, its services with version, status and linked apps.
+
+    With `only`, just that plugin is read again (after a change to one of its services); the
+    others keep what the last full reading found.
+    """
+    found: dict = dict(ctx.server().services or {}) if only else {}
+    for plugin in ([only] if only else service_plugins.PLUGINS):
         try:
             names = service_plugins.parse_list(ctx.run(service_plugins.service_list(plugin)).out)
         except parsers.PluginMissing:
@@ -43,7 +47,7 @@ def read_services(ctx: OperationContext) -> None:
                              "links": service_plugins.parse_links(values["--links"])})
         found[plugin] = {"installed": True, "services": services}
     server = ctx.server()
-    server.services = found
+    server.services = {plugin: found[plugin] for plugin in service_plugins.PLUGINS if plugin in found}
     server.services_checked_at = utcnow()
     db.session.commit()
 
@@ -57,9 +61,9 @@ def service_create(ctx: OperationContext) -> None:
     try:
         ctx.run(service_plugins.service_create(plugin, name, ctx.payload.get("version")))
     except parsers.DokkuError:
-        read_services(ctx)  # Dokku answered: the list shows what is there now (an SSH failure is left as is)
+        read_services(ctx, plugin)  # Dokku answered: the list shows what is there now (an SSH failure is left as is)
         raise
-    read_services(ctx)
+    read_services(ctx, plugin)
 
 
 def _export(ctx: OperationContext, app_name: str) -> dict[str, str]:
@@ -95,7 +99,7 @@ def service_link(ctx: OperationContext) -> None:
         var.value = after[key]
         var.linked_service = label
     db.session.commit()
-    read_services(ctx)
+    read_services(ctx, plugin)
 
 
 def service_unlink(ctx: OperationContext) -> None:
@@ -114,7 +118,7 @@ def service_unlink(ctx: OperationContext) -> None:
         else:
             ctx.warn(f"{var.key} is still set on the server after the unlink.")
     db.session.commit()
-    read_services(ctx)
+    read_services(ctx, plugin)
 
 
 def service_destroy(ctx: OperationContext) -> None:
@@ -124,6 +128,10 @@ def service_destroy(ctx: OperationContext) -> None:
     except parsers.ServiceMissing:
         ctx.warn(f"{name} was already gone from the server.")
     except parsers.DokkuError:
-        read_services(ctx)  # e.g. linked since the panel's list was read: show the links Dokku has
+        read_services(ctx, plugin)  # e.g. linked since the panel's list was read: show the links Dokku has
         raise
-    read_services(ctx)
+    # The plugin removed the service's backup files and cron line: its credentials go from the panel too.
+    db.session.execute(delete(ServiceBackup).where(ServiceBackup.server_id == ctx.server_id,
+                                                   ServiceBackup.plugin == plugin, ServiceBackup.service == name))
+    db.session.commit()
+    read_services(ctx, plugin)

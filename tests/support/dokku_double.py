@@ -76,10 +76,17 @@ Go report format from 0.38.22 and the bash ``printf "%-30s %-25s"`` one before,
 and accepts ``--format json`` from 0.38.0; ``ps:restart`` writes its stderr to
 stdout from 0.38.0.
 
-Service plugins (dokku-postgres 1.48.0): with plugins/postgres present, postgres:list,
-info, create, link, unlink and destroy answer like the plugin's bash (text only, the
-`=====>` headers dropped when quiet, failures through dokku_log_fail, the LINKS file, the
-colour alias when DATABASE_URL is taken); without it they are unknown commands.
+Service plugins (dokku-postgres 1.48.0, dokku-redis 1.43.0, dokku-mysql 1.44.3, which share
+common-functions): with plugins/<plugin> present, <plugin>:list, info, create, link, unlink,
+destroy, export, backup-auth, backup-deauth, backup, backup-schedule, backup-schedule-cat,
+backup-unschedule, backup-set-encryption and backup-unset-encryption answer like the plugin's
+bash (text only, the `=====>` headers dropped when quiet, failures through dokku_log_fail, the
+LINKS file, the colour alias when DATABASE_URL is taken); without it they are unknown commands.
+backup-auth writes plain files under services/<p>/<s>/backup/ as the plugin does; the cron file
+is services/<p>/<s>/CRON; backup prints docker-s3backup's success line and uploads nothing;
+export prints EXPORT_MAGIC and DUMP_SIZE bytes (file DUMP_SIZE, default 96 KiB). Where the
+reference gives no text (argument errors of backup-*, plugin:install's progress lines) the
+text is marked inferred in a comment. plugin:install (root only) creates the marker.
 
 Known simplifications: no real builds (git:sync --build, git:from-image and
 ps:rebuild print canned, INFERRED build steps; see their block), other plugins,
@@ -1690,7 +1697,13 @@ def cmd_events_off(ctx: Context, args: list[str]) -> None:
 SERVICE_PLUGINS = {
     # prefix: (PLUGIN_SERVICE, default image, default version, default alias, alt alias, scheme, port)
     "postgres": ("Postgres", "postgres", "18.4", "DATABASE", "DOKKU_POSTGRES", "postgres", 5432),
+    "redis": ("Redis", "redis", "8.8.0", "REDIS", "DOKKU_REDIS", "redis", 6379),
+    "mysql": ("MySQL", "mysql", "9.7.0", "DATABASE", "DOKKU_MYSQL", "mysql", 3306),
 }
+# How each plugin's export starts (functions `service_export`): pg_dump -Fc's magic, an RDB file's
+# header, mysqldump's first comment. The rest of the double's dump is filler of DUMP_SIZE bytes.
+EXPORT_MAGIC = {"postgres": b"PGDMP\x01\x0e\x00", "redis": b"REDIS0011", "mysql": b"-- MySQL dump 10.13\n"}
+DEFAULT_DUMP_SIZE = 96 * 1024
 SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 ALIAS_COLORS = ("AQUA", "BLACK", "BLUE", "FUCHSIA", "GRAY", "GREEN", "LIME", "MAROON", "NAVY", "OLIVE",
                 "PURPLE", "RED", "SILVER", "TEAL", "WHITE", "YELLOW")
@@ -1722,6 +1735,8 @@ def _service_url(plugin: str, service: str, directory: Path) -> str:
     password = _read(directory / "PASSWORD")
     host = "dokku-" + plugin + "-" + re.sub(r"[._]", "-", service)
     database = re.sub(r"[.-]", "_", service)
+    if plugin == "redis":  # dokku-redis functions `service_url`: no user, no database
+        return f"{scheme}://:{password}@{host}:{port}"
     return f"{scheme}://{plugin}:{password}@{host}:{port}/{database}"
 
 
@@ -1938,10 +1953,149 @@ def service_destroy(ctx: Context, plugin: str, args: list[str]) -> None:
     ctx.console.info2(f"{label} container deleted: {service}")
 
 
+def _running(ctx: Context, directory: Path) -> None:
+    # common-functions: `service_backup` and `service_export` need the container up.
+    if _read(directory / "STATUS", "running") == "missing":
+        ctx.console.fail("Service container does not exist")
+    if _read(directory / "STATUS", "running") != "running":
+        ctx.console.fail("Service container is not running")
+
+
+def _dump(plugin: str, service: str, directory: Path) -> bytes:
+    size = int(_read(directory / "DUMP_SIZE", str(DEFAULT_DUMP_SIZE)))
+    body = (f"{plugin} {service} ".encode() * (size // 8 + 1))
+    return (EXPORT_MAGIC[plugin] + body)[:max(size, 0)]
+
+
+def service_export(ctx: Context, plugin: str, args: list[str]) -> None:
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    _running(ctx, directory)
+    data = _dump(plugin, service, directory)
+    # Written in pieces, as pg_dump streams it (a reader sees the first bytes before the last).
+    for at in range(0, len(data), 16384):
+        ctx.console.out(data[at:at + 16384], end=b"")
+
+
+def service_backup_auth(ctx: Context, plugin: str, args: list[str]) -> None:
+    # common-functions `service_backup_auth`: plain files under the service's backup/ folder.
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    if len(args) < 3:
+        ctx.console.fail("Please specify an aws access key id and secret key")  # text inferred
+    backup = directory / "backup"
+    backup.mkdir(exist_ok=True)
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SIGNATURE_VERSION",
+             "ENDPOINT_URL")
+    for name in names:
+        (backup / name).unlink(missing_ok=True)
+    for name, value in zip(names, args[1:6]):
+        (backup / name).write_text(value + "\n")
+
+
+def service_backup_deauth(ctx: Context, plugin: str, args: list[str]) -> None:
+    directory = _verify_service(ctx, plugin, args[0] if args else "")
+    shutil.rmtree(directory / "backup", ignore_errors=True)
+
+
+def service_backup(ctx: Context, plugin: str, args: list[str]) -> None:
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    positional, iam = [a for a in args[1:] if a not in ("-u", "--use-iam")], any(
+        a in ("-u", "--use-iam") for a in args[1:])
+    if not positional:
+        ctx.console.fail("Please specify an aws bucket for the backup")  # text inferred
+    if not iam and not (directory / "backup" / "AWS_ACCESS_KEY_ID").exists():
+        ctx.console.fail("Provide AWS credentials or use the --use-iam flag")
+    _running(ctx, directory)
+    # docker-s3backup's backup.sh; the double has no bucket, so nothing is uploaded.
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+    (directory / "LAST_BACKUP").write_text(f"{positional[0]} {stamp}\n")
+    ctx.console.out(f"{stamp}: The backup for {plugin}-{service} finished successfully.")
+
+
+def _cron_path(directory: Path) -> Path:
+    # Stands in for /etc/cron.d/dokku-<plugin>-<service>.
+    return directory / "CRON"
+
+
+def service_backup_schedule(ctx: Context, plugin: str, args: list[str]) -> None:
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    if len(args) < 3:
+        ctx.console.fail("Please specify a schedule and an aws bucket for the backup")  # text inferred
+    schedule, bucket = args[1], args[2]
+    iam = " --use-iam" if any(a in ("-u", "--use-iam") for a in args[3:]) else ""
+    _cron_path(directory).write_text(f"{schedule} dokku /usr/bin/dokku {plugin}:backup {service} {bucket}{iam}\n")
+
+
+def service_backup_schedule_cat(ctx: Context, plugin: str, args: list[str]) -> None:
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    path = _cron_path(directory)
+    if not path.exists():
+        ctx.console.fail(f"There is no scheduled backup for {service}.")
+    ctx.console.out(path.read_text(), end="")
+
+
+def service_backup_unschedule(ctx: Context, plugin: str, args: list[str]) -> None:
+    directory = _verify_service(ctx, plugin, args[0] if args else "")
+    _cron_path(directory).unlink(missing_ok=True)
+
+
+def service_backup_set_encryption(ctx: Context, plugin: str, args: list[str]) -> None:
+    service = args[0] if args else ""
+    directory = _verify_service(ctx, plugin, service)
+    if len(args) < 2:
+        ctx.console.fail("Please specify a GPG encryption key")  # text inferred
+    (directory / "backup").mkdir(exist_ok=True)
+    (directory / "backup" / "ENCRYPTION_KEY").write_text(args[1] + "\n")
+
+
+def service_backup_unset_encryption(ctx: Context, plugin: str, args: list[str]) -> None:
+    directory = _verify_service(ctx, plugin, args[0] if args else "")
+    (directory / "backup" / "ENCRYPTION_KEY").unlink(missing_ok=True)
+
+
 SERVICE_SUBCOMMANDS = {
     "list": service_list, "info": service_info, "create": service_create, "link": service_link,
-    "unlink": service_unlink, "destroy": service_destroy,
+    "unlink": service_unlink, "destroy": service_destroy, "export": service_export,
+    "backup-auth": service_backup_auth, "backup-deauth": service_backup_deauth, "backup": service_backup,
+    "backup-schedule": service_backup_schedule, "backup-schedule-cat": service_backup_schedule_cat,
+    "backup-unschedule": service_backup_unschedule, "backup-set-encryption": service_backup_set_encryption,
+    "backup-unset-encryption": service_backup_unset_encryption,
 }
+
+
+def cmd_plugin_install(ctx: Context, args: list[str]) -> None:
+    """plugin:install <git-url> [--name N]: root only; the name is the URL's basename without
+    `.git` and a leading `dokku-` (a positional name is ignored). Progress lines are inferred."""
+    _require_root(ctx)
+    flags, positional = {}, []
+    i = 0
+    while i < len(args):
+        if args[i] in ("--name", "--committish") and i + 1 < len(args):
+            flags[args[i]] = args[i + 1]
+            i += 2
+        else:
+            positional.append(args[i])
+            i += 1
+    if not positional:
+        ctx.console.fail("Please specify a plugin to install")  # text inferred
+    url = positional[0]
+    name = flags.get("--name") or url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git").removeprefix("dokku-")
+    if _plugin_installed(ctx.state, name):
+        ctx.console.info1(f"Plugin {name} already installed")  # text inferred
+        return
+    ctx.console.info1(f"Cloning plugin repo {url} to /var/lib/dokku/plugins/available/{name}")
+    (ctx.state.root / "plugins").mkdir(exist_ok=True)
+    (ctx.state.root / "plugins" / name).touch()
+    ctx.console.info1(f"Plugin {name} enabled")
+
+
+def cmd_plugin_installed(ctx: Context, args: list[str]) -> None:
+    if not args or not _plugin_installed(ctx.state, args[0]):
+        raise DokkuExit(1)
 
 
 def service_command(command: str):
@@ -2133,6 +2287,8 @@ COMMANDS = {
     "ssh-keys:list": cmd_ssh_keys_list,
     "ps:restart": cmd_ps_restart,
     "ps:report": cmd_ps_report,
+    "plugin:install": cmd_plugin_install,
+    "plugin:installed": cmd_plugin_installed,
 }
 
 ALIASES = {

@@ -207,6 +207,20 @@ class DokkuDouble:
     def set_service_status(self, plugin: str, service: str, status: str) -> None:
         (_double._service_dir(self._state, plugin, service) / "STATUS").write_text(status + "\n")
 
+    def service_file(self, plugin: str, service: str, name: str) -> str | None:
+        """A file of the service's directory (``CRON``, ``backup/AWS_ACCESS_KEY_ID``), or None."""
+        path = _double._service_dir(self._state, plugin, service) / name
+        return path.read_text() if path.exists() else None
+
+    @_shared_files
+    def set_dump_size(self, plugin: str, service: str, size: int) -> None:
+        """How many bytes the service's export prints (0: the plugins' known empty dump)."""
+        (_double._service_dir(self._state, plugin, service) / "DUMP_SIZE").write_text(f"{size}\n")
+
+    def export_bytes(self, plugin: str, service: str) -> bytes:
+        """What ``<plugin>:export <service>`` prints."""
+        return _double._dump(plugin, service, _double._service_dir(self._state, plugin, service))
+
     @_shared_files
     def refuse_image(self, image: str) -> None:
         """Make pulling ``image`` (``postgres:99.0``) fail, as an unknown tag does."""
