@@ -3,14 +3,14 @@
 Plain CREATE TABLE: no batch operation, so no table is recreated and no trigger lost.
 
 Revision ID: 0020
-Revises: 0013
+Revises: 0018
 """
 import sqlalchemy as sa
 from alembic import op
 
 
 revision = '0020'
-down_revision = '0013'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
