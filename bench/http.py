@@ -89,8 +89,8 @@ def log_in(base: str) -> str:
 
 def wrk(url: str, cookie: str) -> float:
     """Requests/s wrk reached; fails on any non-2xx answer or socket error."""
-    result = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-H", f"Cookie: {cookie}", url],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--timeout", "30s",
+                             "-H", f"Cookie: {cookie}", url], capture_output=True, text=True, check=True)
     assert "Non-2xx" not in result.stdout and "Socket errors" not in result.stdout, result.stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
 
@@ -115,12 +115,12 @@ def main() -> None:
             server = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), *GUNICORN, "--bind",
                                        f"127.0.0.1:{port}", "intercity:create_app()"], cwd=ROOT, env=env,
                                       stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while True:
                 try:
-                    requests.get(f"{base}/static/app.css", timeout=5)
+                    requests.get(f"{base}/static/app.css", timeout=30)
                     break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise RuntimeError((Path(tmp) / "gunicorn.log").read_text()) from None
                     time.sleep(0.2)
