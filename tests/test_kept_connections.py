@@ -7,7 +7,7 @@ import paramiko
 import pytest
 
 from tests.support.builders import make_app
-from tests.support.operations import apply_env, runs
+from tests.support.operations import apply_env, runs, wait_until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.postgresql_only]
 
@@ -39,6 +39,18 @@ def test_without_keeping_or_after_the_idle_time_a_new_connection_is_made(app_con
     time.sleep(keep * 1.5)  # past the idle time when connections are kept for a second
     assert apply_env(app, web, admin, KEY="two").status == "succeeded"
     assert logins(sshd) - before == 2
+
+
+def test_a_kept_connection_is_closed_once_it_has_been_idle_for_the_keep_time(app_config, request):
+    app_config["SSH_KEEP_IDLE"] = 1
+    app = request.getfixturevalue("app")
+    sshd, dokku, admin = (request.getfixturevalue(name) for name in ("sshd", "dokku", "admin"))
+    web = make_app(request.getfixturevalue("dokku_server"), name="web")
+    dokku.create_app("web")
+    closed = sshd.log().count("Connection closed by")
+    assert apply_env(app, web, admin, KEY="one").status == "succeeded"
+    # No further operation: the idle timer itself closes it.
+    wait_until(lambda: sshd.log().count("Connection closed by") > closed, 10, "the kept connection to be closed")
 
 
 def test_a_kept_connection_that_refuses_a_session_is_replaced_before_anything_runs(

@@ -51,7 +51,8 @@ class ConnectionPool:
     An operation uses one connection for all its commands; the next operation reuses it when
     server, user, key and pinned host key are unchanged (a burst of changes to one app then
     costs one handshake). Any SSH failure discards it. A worker's pool (`keeping_connections`)
-    outlives its drains: an idle connection is kept `keep_idle` seconds for the next operation.
+    outlives its drains: an idle connection is kept `keep_idle` seconds for the next operation,
+    then closed.
     """
 
     def __init__(self, keep_idle: float = 0):
@@ -59,21 +60,27 @@ class ConnectionPool:
         self._target: ssh.Target | None = None
         self._connection: ssh.Connection | None = None
         self._idle_since: float | None = None
+        # The idle timer (one at a time) closes a kept connection from its own thread.
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def get(self, target: ssh.Target) -> ssh.Connection | None:
-        connection = self._connection
-        fresh = self._idle_since is None or time.monotonic() - self._idle_since < self.keep_idle
-        if connection is not None and target == self._target and fresh and connection.transport is not None \
-                and connection.transport.is_active():
-            self._idle_since = None
-            return connection
-        self.close()
-        return None
+        with self._lock:
+            connection = self._connection
+            fresh = self._idle_since is None or time.monotonic() - self._idle_since < self.keep_idle
+            if connection is not None and target == self._target and fresh and connection.transport is not None \
+                    and connection.transport.is_active():
+                self._idle_since = None
+                self._stop_timer()
+                return connection
+            self._close()
+            return None
 
     def keep(self, target: ssh.Target, connection: ssh.Connection) -> None:
-        if connection is not self._connection:
-            self.close()
-        self._target, self._connection, self._idle_since = target, connection, None
+        with self._lock:
+            if connection is not self._connection:
+                self._close()
+            self._target, self._connection, self._idle_since = target, connection, None
         if self.keep_idle and connection.transport is not None:
             # Traffic while idle, so that a firewall does not drop the kept connection silently.
             connection.transport.set_keepalive(KEEPALIVE_SECONDS)
@@ -82,16 +89,38 @@ class ConnectionPool:
         return self._connection
 
     def idle(self) -> None:
-        """A drain ended: keep the connection for a while, or close it if this pool keeps none."""
+        """A drain ended: keep the connection for a while (then close it), or close it now if this pool keeps none."""
         if not self.keep_idle:
             self.close()
-        elif self._connection is not None:
-            self._idle_since = time.monotonic()
+            return
+        with self._lock:
+            if self._connection is None:
+                return
+            stamp = self._idle_since = time.monotonic()
+            self._stop_timer()
+            self._timer = threading.Timer(self.keep_idle, self._expire, args=(stamp,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self, stamp: float) -> None:
+        with self._lock:
+            if self._idle_since == stamp:  # not used since it went idle
+                self._close()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        self._stop_timer()
         if self._connection is not None:
             self._connection.close()
         self._target = self._connection = self._idle_since = None
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        self._timer = None
 
 
 # How often a kept connection sends a keepalive while idle.
