@@ -14,6 +14,7 @@ from rq import Queue, SimpleWorker
 
 from intercity import create_app
 from intercity.extensions import db
+from intercity.jobs.executors import keeping_connections
 
 log = logging.getLogger("intercity.worker")
 
@@ -77,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     AppWorker.flask_app = app
     worker = AppWorker([queue], connection=connection)
     try:
-        # RQ's scheduler (one per Redis, whichever worker holds its lock) runs the notification tick and retries.
-        worker.work(with_scheduler=True, logging_level="INFO")
+        # Jobs run on this thread (no fork), so the connection to a server outlives one job.
+        with keeping_connections(app.config["SSH_KEEP_IDLE"]):
+            # RQ's scheduler (one per Redis, whichever worker holds its lock) runs the notification tick and retries.
+            worker.work(with_scheduler=True, logging_level="INFO")
     finally:
         stop.set()
     return 0

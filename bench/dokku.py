@@ -14,6 +14,7 @@
 
 Needs root (it starts sshd) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0).
 BENCH_DOKKU_REPEAT sets the number of rounds (default 3); medians are printed.
+BENCH_DOKKU_EXECUTOR_ONLY=1 runs parts 3 and 4 only.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REPEAT = int(os.environ.get("BENCH_DOKKU_REPEAT", "3"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Only parts 3 and 4 (the worker): BENCH_DOKKU_EXECUTOR_ONLY=1.
+EXECUTOR_ONLY = os.environ.get("BENCH_DOKKU_EXECUTOR_ONLY") == "1"
 VARIABLES = 20
 TARGET_RATIO = 10.0
 EXECUTOR_TARGET = 20.0
@@ -196,9 +199,11 @@ def executor_pairs(app, target_app, sshd, ssh_target) -> list[tuple[float, float
     from intercity.dokku import commands, parsers
     from intercity.dokku.ssh import connect
     from intercity.extensions import db
-    from intercity.models import App, EnvVar
+    from intercity.models import App, CommandRun, EnvVar
     from intercity.models.base import utcnow
     from intercity.services.operations import request_operation
+
+    phases: list[dict] = []
 
     def intercity_next(values):
         started = time.perf_counter()
@@ -227,6 +232,14 @@ def executor_pairs(app, target_app, sshd, ssh_target) -> list[tuple[float, float
         done = _wait_final(op.id)
         if done.status != "succeeded" or done.warning_list:
             raise RuntimeError(f"env.apply: {done.status} {done.reason} {done.warning_list}")
+        runs = db.session.execute(select(CommandRun.started_at, CommandRun.finished_at)
+                                  .where(CommandRun.operation_id == done.id).order_by(CommandRun.position)).all()
+        phases.append({"pickup": (done.started_at - enqueued).total_seconds(),
+                       "to first command": (runs[0][0] - done.started_at).total_seconds(),
+                       "commands": (runs[-1][1] - runs[0][0]).total_seconds(),
+                       "to applied": (done.finished_at - runs[-1][1]).total_seconds(),
+                       # A part that starts as the one before it ends shares its exec (the read-back pair).
+                       "execs": 1 + sum(runs[n][0] != runs[n - 1][1] for n in range(1, len(runs)))})
         return (done.finished_at - enqueued).total_seconds()
 
     pairs = []
@@ -242,6 +255,10 @@ def executor_pairs(app, target_app, sshd, ssh_target) -> list[tuple[float, float
         assert sshd.dokku.env("bench") == {key: value.encode() for key, value in values.items()}
         pairs.append((old, panel))
         time.sleep(0.3)
+    counted = phases[1:]
+    print("  real executor, median per phase: " + ", ".join(
+        f"{name} {_ms(statistics.median(p[name] for p in counted))}" for name in counted[0] if name != "execs")
+        + f"; execs per operation {max(p['execs'] for p in counted)}")
     return pairs[1:]
 
 
@@ -263,16 +280,20 @@ def main() -> None:
             target = Target(host=sshd.host, port=sshd.port, user="root", private_key=private_key,
                             pinned=HostKey(sshd.host_key_type, sshd.host_key_fingerprint))
 
-            old, new = env_vars(target, sshd.dokku)
-            ratio = old / new
-            print(f"  {VARIABLES} env vars, intercity-next way ({VARIABLES} connections x 1 config:set): {_ms(old)}")
-            print(f"  {VARIABLES} env vars, panel way (1 connection, 1 encoded config:set):        {_ms(new)}")
-            verdict = "OK" if ratio >= TARGET_RATIO else "MISSED"
-            print(f"  ratio: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x) {verdict}")
+            if not EXECUTOR_ONLY:
+                old, new = env_vars(target, sshd.dokku)
+                ratio = old / new
+                print(f"  {VARIABLES} env vars, intercity-next way ({VARIABLES} connections x 1 config:set): {_ms(old)}")
+                print(f"  {VARIABLES} env vars, panel way (1 connection, 1 encoded config:set):        {_ms(new)}")
+                verdict = "OK" if ratio >= TARGET_RATIO else "MISSED"
+                print(f"  ratio: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x) {verdict}")
 
-            one, each = many_commands(target)
-            print(f"  20 commands over one connection: {_ms(one)} ({_ms(one / 20)} each)")
-            print(f"  20 commands, a connection each:  {_ms(each)} ({_ms(each / 20)} each); {each / one:.1f}x slower")
+                one, each = many_commands(target)
+                print(f"  20 commands over one connection: {_ms(one)} ({_ms(one / 20)} each)")
+                print(f"  20 commands, a connection each:  {_ms(each)} ({_ms(each / 20)} each); "
+                      f"{each / one:.1f}x slower")
+            else:
+                sshd.dokku.create_app("bench")
 
             print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             latencies, pairs = enqueue_latency(sshd, workdir, target)

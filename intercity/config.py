@@ -117,6 +117,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SSH_CONNECT_TIMEOUT": _int("INTERCITY_SSH_CONNECT_TIMEOUT", 10),
         "SSH_COMMAND_TIMEOUT": _int("INTERCITY_SSH_COMMAND_TIMEOUT", 600),
         "SSH_RETRIES": _int("INTERCITY_SSH_RETRIES", 2),
+        # A worker (worker.py, or the single process's job thread) keeps its connection to a server
+        # open this many seconds after an operation, for the next one (0: a connection per drain).
+        "SSH_KEEP_IDLE": _int("INTERCITY_SSH_KEEP_IDLE", 60),
         # Every dokku command runs under `timeout` on the server (its kind's deadline, kept below
         # SSH_COMMAND_TIMEOUT); what still runs this many seconds after the deadline gets SIGKILL.
         "COMMAND_KILL_GRACE": _int("INTERCITY_COMMAND_KILL_GRACE", 10),

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Response, abort, g, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +30,16 @@ def first_run() -> bool:
     from intercity.models import User
 
     return db.session.scalar(select(User.id).limit(1)) is None
+
+
+def _still_first_run() -> bool:
+    """first_run() for every request, asked of the database only until this process has seen a user."""
+    if current_app.extensions.get("intercity_set_up"):
+        return False  # people are deactivated, never deleted: once there is one, there always is
+    if first_run():
+        return True
+    current_app.extensions["intercity_set_up"] = True
+    return False
 
 
 def require_role(role: str):
@@ -151,7 +161,7 @@ def init_app(app) -> None:
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
         if request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
             return None
-        if first_run():
+        if _still_first_run():
             return redirect(url_for("setup.setup"))
         row = current_user.current_session if current_user.is_authenticated else None
         if row is not None and sessions.touch(row):

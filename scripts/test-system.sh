@@ -6,7 +6,8 @@ need_packages=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 packages() {
-  for pkg in openssh-server sudo chromium redis-server postgresql; do
+  # wrk: bench/http.py's load generator (`make bench`).
+  for pkg in openssh-server sudo chromium redis-server postgresql wrk; do
     if ! have "$pkg"; then need_packages+=("$pkg"); fi
   done
   # PostgreSQL may come from elsewhere on this kind of machine: a running server is enough.

@@ -24,6 +24,7 @@ negations, words and `created:` terms all have to hold. Anything else is a Query
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -288,8 +289,11 @@ def conditions(text: str) -> list:
 
 # -- what a timeline shows ------------------------------------------------------------------------
 
+@functools.cache
 def folded():
-    """Outcome entries that belong to an entry which requested the work: shown inside it, not alone."""
+    """Outcome entries that belong to an entry which requested the work: shown inside it, not alone.
+
+    Built once: every timeline query uses it, and SQLAlchemy expressions are immutable."""
     requester = aliased(AuditEntry)
     return and_(
         AuditEntry.action.in_(OUTCOME_ACTIONS),

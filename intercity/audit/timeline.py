@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from intercity.audit import query
 from intercity.audit.rules import REDACTED
@@ -491,15 +491,26 @@ def rows(entries: list[AuditEntry], session=None) -> list[Row]:
     operations: dict[int, Operation] = {}
     outcomes: dict[int, Outcome] = {}
     runs: dict[int, list[Run]] = {}
+    def outcome_seen(op_id: int, seq: int | None, action: str, diff: str) -> None:
+        if seq is not None and (op_id not in outcomes or outcomes[op_id].seq < seq):
+            outcomes[op_id] = Outcome(seq, action, diff)
+
     for chunk in _chunks(operation_ids):
-        for op in session.scalars(select(Operation).where(Operation.id.in_(chunk))):
+        # The operations with their outcome entries in one round trip (a page asks for both).
+        # No ORDER BY: it would tempt SQLite into walking the seq index; the newest outcome wins.
+        for op, seq, action, diff in session.execute(
+                select(Operation, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
+                .outerjoin(AuditEntry, and_(AuditEntry.operation_id == Operation.id,
+                                            AuditEntry.action.in_(query.OUTCOME_ACTIONS)))
+                .where(Operation.id.in_(chunk))):
             operations[op.id] = op
-        # No ORDER BY: it would tempt SQLite into walking the seq index; the newest outcome wins below.
-        for op_id, seq, action, diff in session.execute(
-                select(AuditEntry.operation_id, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
-                .where(AuditEntry.operation_id.in_(chunk), AuditEntry.action.in_(query.OUTCOME_ACTIONS))):
-            if op_id not in outcomes or outcomes[op_id].seq < seq:
-                outcomes[op_id] = Outcome(seq, action, diff)
+            outcome_seen(op.id, seq, action, diff)
+        missing = [op_id for op_id in chunk if op_id not in operations]
+        if missing:  # an entry whose operation row is gone still shows its outcome
+            for op_id, seq, action, diff in session.execute(
+                    select(AuditEntry.operation_id, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
+                    .where(AuditEntry.operation_id.in_(missing), AuditEntry.action.in_(query.OUTCOME_ACTIONS))):
+                outcome_seen(op_id, seq, action, diff)
         for run in session.scalars(select(CommandRun).where(CommandRun.operation_id.in_(chunk))
                                    .order_by(CommandRun.operation_id, CommandRun.position)):
             runs.setdefault(run.operation_id, []).append(Run(

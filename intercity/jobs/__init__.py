@@ -147,22 +147,25 @@ class InProcessRunner:
             except Exception:
                 log.exception("recovering operations after a restart failed")
         from intercity.jobs import schedule
+        from intercity.jobs.executors import keeping_connections
 
-        while True:
-            scope = schedule.next_item(self)  # a scope, a task, or a timed task (the notification tick)
-            try:
-                if scope is None:
-                    return
-                with self.app.app_context():
-                    try:
-                        if not schedule.run_item(scope):
-                            runner.drain(scope)
-                    finally:
-                        db.session.remove()
-            except Exception:  # supervised: one failing job must not stop the others
-                log.exception("job for %s failed", scope)
-            finally:
-                self.scopes.task_done()
+        # Like a worker, this thread keeps its connection to a server for the next operation.
+        with keeping_connections(self.app.config["SSH_KEEP_IDLE"]):
+            while True:
+                scope = schedule.next_item(self)  # a scope, a task, or a timed task (the notification tick)
+                try:
+                    if scope is None:
+                        return
+                    with self.app.app_context():
+                        try:
+                            if not schedule.run_item(scope):
+                                runner.drain(scope)
+                        finally:
+                            db.session.remove()
+                except Exception:  # supervised: one failing job must not stop the others
+                    log.exception("job for %s failed", scope)
+                finally:
+                    self.scopes.task_done()
 
     def wait_idle(self) -> None:
         """Block until every submitted job ran (tests and the CLI use this)."""

@@ -7,8 +7,11 @@ transaction stays open while the network is used: every run commits before it st
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
+import time
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -43,37 +46,105 @@ class LockLost(OperationError):
 
 
 class ConnectionPool:
-    """Connections a drain keeps between operations of its scope, reused only for an identical target.
+    """Connections a drain keeps between operations, reused only for an identical target.
 
-    An operation uses one connection for all its commands; the next operation of the same
-    scope reuses it when server, user, key and pinned host key are unchanged (a burst of
-    changes to one app then costs one handshake). Any SSH failure discards it.
+    An operation uses one connection for all its commands; the next operation reuses it when
+    server, user, key and pinned host key are unchanged (a burst of changes to one app then
+    costs one handshake). Any SSH failure discards it. A worker's pool (`keeping_connections`)
+    outlives its drains: an idle connection is kept `keep_idle` seconds for the next operation,
+    then closed.
     """
 
-    def __init__(self):
+    def __init__(self, keep_idle: float = 0):
+        self.keep_idle = keep_idle
         self._target: ssh.Target | None = None
         self._connection: ssh.Connection | None = None
+        self._idle_since: float | None = None
+        # The idle timer (one at a time) closes a kept connection from its own thread.
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def get(self, target: ssh.Target) -> ssh.Connection | None:
-        connection = self._connection
-        if connection is not None and target == self._target and connection.transport is not None \
-                and connection.transport.is_active():
-            return connection
-        self.close()
-        return None
+        with self._lock:
+            connection = self._connection
+            fresh = self._idle_since is None or time.monotonic() - self._idle_since < self.keep_idle
+            if connection is not None and target == self._target and fresh and connection.transport is not None \
+                    and connection.transport.is_active():
+                self._idle_since = None
+                self._stop_timer()
+                return connection
+            self._close()
+            return None
 
     def keep(self, target: ssh.Target, connection: ssh.Connection) -> None:
-        if connection is not self._connection:
-            self.close()
-        self._target, self._connection = target, connection
+        with self._lock:
+            if connection is not self._connection:
+                self._close()
+            self._target, self._connection, self._idle_since = target, connection, None
+        if self.keep_idle and connection.transport is not None:
+            # Traffic while idle, so that a firewall does not drop the kept connection silently.
+            connection.transport.set_keepalive(KEEPALIVE_SECONDS)
 
     def get_current(self) -> ssh.Connection | None:
         return self._connection
 
+    def idle(self) -> None:
+        """A drain ended: keep the connection for a while (then close it), or close it now if this pool keeps none."""
+        if not self.keep_idle:
+            self.close()
+            return
+        with self._lock:
+            if self._connection is None:
+                return
+            stamp = self._idle_since = time.monotonic()
+            self._stop_timer()
+            self._timer = threading.Timer(self.keep_idle, self._expire, args=(stamp,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self, stamp: float) -> None:
+        with self._lock:
+            if self._idle_since == stamp:  # not used since it went idle
+                self._close()
+
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        self._stop_timer()
         if self._connection is not None:
             self._connection.close()
-        self._target = self._connection = None
+        self._target = self._connection = self._idle_since = None
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        self._timer = None
+
+
+# How often a kept connection sends a keepalive while idle.
+KEEPALIVE_SECONDS = 15
+_resident = threading.local()
+
+
+@contextlib.contextmanager
+def keeping_connections(idle_seconds: float):
+    """Within: drains on this thread share one pool that keeps an idle connection `idle_seconds` (a worker)."""
+    if idle_seconds <= 0:
+        yield None
+        return
+    pool = _resident.pool = ConnectionPool(keep_idle=idle_seconds)
+    try:
+        yield pool
+    finally:
+        _resident.pool = None
+        pool.close()
+
+
+def drain_pool() -> ConnectionPool:
+    """The pool a drain uses: its worker's resident one, or its own (closed when the drain ends)."""
+    return getattr(_resident, "pool", None) or ConnectionPool()
 
 
 class OperationContext:
@@ -94,6 +165,7 @@ class OperationContext:
         self.config = current_app.config
         self.warnings: list[str] = []
         self.connection: ssh.Connection | None = None
+        self._reused = False
         self._version: DokkuVersion | None = None
         self.position = db.session.scalar(
             select(CommandRun.position).where(CommandRun.operation_id == op.id)
@@ -136,7 +208,7 @@ class OperationContext:
 
     # -- the connection --
 
-    def connect(self) -> ssh.Connection:
+    def connect(self, reuse: bool = True) -> ssh.Connection:
         server = self.server()
         if server.status == "host_key_mismatch" and not self.declared.checks_host_key:
             raise OperationError(
@@ -157,10 +229,12 @@ class OperationContext:
             command_timeout=self.config["SSH_COMMAND_TIMEOUT"], label=server.name,
         )
         db.session.commit()  # never hold a transaction across the network
-        reused = self.pool.get(target)
+        # A connection test (a kind that checks the host key) tests a new connection, never a kept one.
+        reused = None if self.declared.checks_host_key or not reuse else self.pool.get(target)
         if reused is not None:
-            self.connection = reused
+            self.connection, self._reused = reused, True
             return reused
+        self._reused = False
         try:
             self.connection = ssh.connect(target, retries=self.config["SSH_RETRIES"],
                                           backoff=self.config.get("SSH_RETRY_BACKOFF", 2.0))
@@ -288,6 +362,22 @@ class OperationContext:
         db.session.execute(update(Operation).where(Operation.id == self.op_id).values(commands_in_doubt=True))
         db.session.commit()
 
+    def _exec(self, call):
+        """Run `call(connection)`; a kept connection that died while idle is replaced once.
+
+        Only when the server refused the session, i.e. before the command was sent, so nothing runs twice.
+        """
+        try:
+            return call(self.connection)
+        except ssh.ConnectionLost as error:
+            if not (self._reused and error.result is not None and error.result.error == "no session"):
+                raise
+        log.info("the kept connection to %s had ended; connecting again", self.server_name)
+        self.pool.close()
+        self.connection = None
+        self.connect(reuse=False)
+        return call(self.connection)
+
     def run(self, command: Command, *, store_stdout: bool = True, on_output=None) -> ssh.RunResult:
         """Run one command and record it; `on_output(stream, data)` sees its output as it arrives."""
         self._ready(command.secrets)
@@ -296,8 +386,8 @@ class OperationContext:
         try:
             from intercity.jobs.deadlines import wait_for
 
-            result = self.connection.run(command, deadline=self.deadline, on_output=on_output,
-                                         timeout=wait_for(self.declared, self.deadline))
+            result = self._exec(lambda connection: connection.run(
+                command, deadline=self.deadline, on_output=on_output, timeout=wait_for(self.declared, self.deadline)))
         except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
             failure, result = error, error.result
             self._lost_sight(error)
@@ -328,7 +418,8 @@ class OperationContext:
 
         failure: ssh.SshError | None = None
         try:
-            first_result, second_result = self.connection.run_then(pair, on_first, deadline=self.deadline)
+            first_result, second_result = self._exec(
+                lambda connection: connection.run_then(pair, on_first, deadline=self.deadline))
         except (ssh.CommandTimeout, ssh.ConnectionLost) as error:
             failure, (first_result, second_result) = error, error.parts
             self._lost_sight(error)

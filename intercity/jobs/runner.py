@@ -37,14 +37,14 @@ DEAD_WORKER = ("The worker applying this operation stopped before it finished (i
 
 def drain(scope: str) -> None:
     """Apply the queued operations of one scope, oldest first; return when none is left or another worker has it."""
-    from intercity.jobs.executors import ConnectionPool
+    from intercity.jobs.executors import drain_pool
 
     app = current_app._get_current_object()
     while True:
         lock = locks.scope_lock(scope)
         if not lock.acquire():
             return  # the holder looks again after releasing, so our operation is not stranded
-        pool = ConnectionPool()
+        pool = drain_pool()
         try:
             with locks.Heartbeat(app, lock) as heartbeat:
                 _fail_abandoned(scope)
@@ -55,7 +55,7 @@ def drain(scope: str) -> None:
                     if lock.lost:
                         break
         finally:
-            pool.close()
+            pool.idle()
             db.session.rollback()
             lock.release()
         if _next_queued(scope) is None:

@@ -1,10 +1,10 @@
 """A person's own account: password, email (confirmed by a link to the new address), sessions, activity."""
 from __future__ import annotations
 
-from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import or_, select
 
+from intercity import signed_links
 from intercity.extensions import db
 from intercity.models import AuditEntry, User, UserSession
 from intercity.notify.outbox import send_mail
@@ -27,8 +27,11 @@ def change_password(user: User, current: str, new: str) -> int:
     return sessions.end_all(user, "password_changed", keep=user.current_session)
 
 
+EMAIL_CHANGE_SALT = "intercity-email-change"
+
+
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="intercity-email-change")
+    return signed_links.serializer(EMAIL_CHANGE_SALT)
 
 
 def request_email_change(user: User, current: str, new_email: str) -> str:
@@ -56,15 +59,14 @@ def request_email_change(user: User, current: str, new_email: str) -> str:
 def pending_email_change(token: str) -> tuple[User, str]:
     """The user and new address a confirmation link names, or a ValidationError saying why it cannot be used."""
     try:
-        data = _serializer().loads(token, max_age=EMAIL_LINK_HOURS * 3600)
-    except SignatureExpired:
-        raise ValidationError(f"This link has expired (links work for {EMAIL_LINK_HOURS} hours). "
-                              "Ask for the change again from your account page.", None) from None
-    except BadSignature:
-        raise ValidationError("This link is not valid.", None) from None
-    user = db.session.get(User, data.get("user"))
-    if user is None or not user.active or user.email != data.get("from"):
-        raise ValidationError("This link was already used or no longer applies.", None)
+        user, data = signed_links.load_user(
+            token, salt=EMAIL_CHANGE_SALT, max_age=EMAIL_LINK_HOURS * 3600, user_key="user",
+            still_applies=lambda user, data: user.email == data.get("from"),
+            expired=f"This link has expired (links work for {EMAIL_LINK_HOURS} hours). "
+                    "Ask for the change again from your account page.",
+            invalid="This link is not valid.", gone="This link was already used or no longer applies.")
+    except signed_links.LinkRefused as refused:
+        raise ValidationError(refused.message, None) from None
     return user, data["to"]
 
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from intercity import clock
+from intercity import clock, signed_links
 from intercity.audit.capture import record_event
 from intercity.extensions import db
 from intercity.models import User
@@ -24,9 +23,11 @@ class _ClockSigner(TimestampSigner):
         return int(clock.now())
 
 
+SALT = "intercity-password-reset"
+
+
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="intercity-password-reset",
-                                  signer=_ClockSigner)
+    return signed_links.serializer(SALT, _ClockSigner)
 
 
 def _password_mark(user: User) -> str:
@@ -55,15 +56,14 @@ def request_reset(email: str) -> None:
 def pending(token: str) -> User:
     """The user a reset link is for, or a ValidationError saying why it cannot be used."""
     try:
-        data = _serializer().loads(token, max_age=LINK_HOURS * 3600)
-    except SignatureExpired:
-        raise ValidationError(f"This link has expired (links work for {LINK_HOURS} hour). "
-                              "Ask for a new one.", None) from None
-    except BadSignature:
-        raise ValidationError("This link is not valid.", None) from None
-    user = db.session.get(User, data.get("user") if isinstance(data, dict) else None)
-    if user is None or not user.active or _password_mark(user) != data.get("pw"):
-        raise ValidationError("This link was already used or no longer applies. Ask for a new one.", None)
+        user, _ = signed_links.load_user(
+            token, salt=SALT, max_age=LINK_HOURS * 3600, user_key="user", signer=_ClockSigner,
+            still_applies=lambda user, data: _password_mark(user) == data.get("pw"),
+            expired=f"This link has expired (links work for {LINK_HOURS} hour). Ask for a new one.",
+            invalid="This link is not valid.",
+            gone="This link was already used or no longer applies. Ask for a new one.")
+    except signed_links.LinkRefused as refused:
+        raise ValidationError(refused.message, None) from None
     return user
 
 

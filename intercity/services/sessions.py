@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from flask import current_app, has_request_context, request
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from intercity.extensions import db
 from intercity.models import User, UserSession
@@ -33,7 +34,9 @@ def lookup(token: str | None) -> UserSession | None:
     """The open session a cookie's token names, with an active user, or None."""
     if not token:
         return None
-    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == token_hash(token)))
+    # The user in the same query: every request asks for both.
+    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == token_hash(token))
+                            .options(joinedload(UserSession.user)))
     if row is None or row.ended_at is not None or not row.user.active:
         return None
     # A session lasts as long as its cookie may: the session lifetime, or the remember cookie's days.
