@@ -117,6 +117,8 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SSH_CONNECT_TIMEOUT": _int("INTERCITY_SSH_CONNECT_TIMEOUT", 10),
         "SSH_COMMAND_TIMEOUT": _int("INTERCITY_SSH_COMMAND_TIMEOUT", 600),
         "SSH_RETRIES": _int("INTERCITY_SSH_RETRIES", 2),
+        # Where drift checks read Dokku's event log on each server (Dokku's rsyslog rule writes it there).
+        "DOKKU_EVENTS_LOG": os.environ.get("INTERCITY_DOKKU_EVENTS_LOG", "/var/log/dokku/events.log"),
         # Every dokku command runs under `timeout` on the server (its kind's deadline, kept below
         # SSH_COMMAND_TIMEOUT); what still runs this many seconds after the deadline gets SIGKILL.
         "COMMAND_KILL_GRACE": _int("INTERCITY_COMMAND_KILL_GRACE", 10),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import executors, service_executors
+from intercity.jobs import drift, drift_executors, executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -139,3 +139,13 @@ declare("service.link", category="security", title="link a database service", ex
 declare("service.unlink", category="security", title="unlink a database service",
         executor=service_executors.service_unlink, page="server", region="services", refreshes=("services",),
         request_action="service.unlink_requested", deadline=900)
+
+# --- drift checks: what changed on the server outside the panel (intercity/jobs/drift.py) ------
+
+declare("server.drift_check", category="server", title="check for changes made outside the panel",
+        executor=drift.drift_check, app_level=False, page="server", region="drift",
+        refreshes=("drift", "apps-list"), done="Checked {server} for changes made outside the panel",
+        deadline=120, store_output=True, read=True)
+declare("server.events_on", category="server", title="turn on Dokku's event log",
+        executor=drift_executors.events_on, role="admin", app_level=False, page="server", region="drift",
+        refreshes=("drift",), request_action="server.events_on_requested", deadline=60)
