@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 SERVER = Actor("server")
 # How close to one of the panel's own command runs an event line must be to count as the panel's.
-RUN_SLACK = timedelta(seconds=2)
+RUN_SLACK = timedelta(seconds=1)
 KEY_NOTE = ("Dokku's event log records nothing for deploy keys (ssh-keys:add and ssh-keys:remove fire no "
             "trigger), so who did it cannot be told")
 
@@ -82,7 +82,7 @@ def skipped_apps(server_id: int, own_op_id: int | None = None) -> dict[str, str]
         pending = db.session.scalar(select(Operation).where(Operation.app_id == app_id, Operation.status.in_(PENDING),
                                                             Operation.id != (own_op_id or 0)).limit(1))
         if pending is not None:
-            skipped[name] = f"the panel's {pending.title} is still pending"
+            skipped[name] = f"the panel is still working on it ({pending.kind_info.title})"
             continue
         if deadlines.blocking(scope) is not None or db.session.scalar(
                 select(Operation.id).where(Operation.scope == scope, Operation.commands_in_doubt.is_(True),
@@ -313,8 +313,7 @@ class _Recorder:
         db.session.flush()
         for key in sorted(seen.env):
             if _valid_key(key):
-                var = self._new_var(app, key, seen.env[key])
-                explain(var, None)  # the app's entry names its variables
+                self._new_var(app, key, seen.env[key], None)  # the app's entry names its variables
         for host in seen.domains:
             hostname = _valid_host(host)
             if hostname:
@@ -337,10 +336,11 @@ class _Recorder:
 
     # -- env vars --
 
-    def _new_var(self, app: App, key: str, value: str) -> EnvVar:
+    def _new_var(self, app: App, key: str, value: str, action: str | None, extra: dict | None = None) -> EnvVar:
         var = EnvVar(app=app, key=key)
         var.value = value
         var.applied_fingerprint, var.applied_seen_at = var.value_fingerprint, self.now
+        explain(var, action, extra)  # before the flush that writes its entry
         db.session.add(var)
         db.session.flush()
         value_history.remember_env(app, key, value, operation_id=self.ctx.op_id)
@@ -381,8 +381,7 @@ class _Recorder:
             if not _valid_key(key):
                 self.ctx.warn(f"{app.name}: {key!r} was set outside the panel; its name is not valid in the panel.")
                 continue
-            var = self._new_var(app, key, env[key])
-            explain(var, "env_var.added_outside", self._outside("env", app.name, key))
+            self._new_var(app, key, env[key], "env_var.added_outside", self._outside("env", app.name, key))
 
     def _event(self, action: str, app: App, var: EnvVar, what: str, diff: dict) -> None:
         scope = Scope(server_id=app.server_id, server_name=self.server.name, app_id=app.id, app_name=app.name)
