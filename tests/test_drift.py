@@ -189,3 +189,124 @@ def test_attribution_from_event_lines_in_both_time_formats(app, member, dokku, d
     outside = json.loads(found["env_var.changed_outside"].diff)["outside"]
     assert outside["by"] == "key" and outside["dokku_pid"] == 9001
     assert_no_values(found.values())
+
+
+def test_lines_inside_the_panels_own_command_runs_are_the_panels(app, member, dokku, dokku_server):
+    from intercity.services.operations import request_operation
+    from tests.support.operations import set_env as panel_set_env
+
+    app.config["DOKKU_EVENTS_LOG"] = str(dokku.events_log)
+    row = managed_app(dokku_server, dokku, "own", env={"TOKEN": SECRET})
+    dokku.set_events(True)
+    check(app, dokku_server, member)
+    # The panel changes TOKEN itself: the double logs a root line (empty NAME) inside that command run.
+    panel_set_env(db.session.get(App, row.id), TOKEN=SECRET + "-new")
+    request_operation("env.apply", server=dokku_server, app=db.session.get(App, row.id),
+                           payload={"set": ["TOKEN"], "unset": [], "restart": False}, requested_by=member)
+    db.session.commit()
+    settle(app)
+    assert "post-config-update( own set TOKEN )" in dokku.events_log.read_text()
+    # Then someone changes it by hand without any line (a root shell editing nothing Dokku logs).
+    dokku.set_env("own", {"TOKEN": CHANGED})
+    start = head()
+    check(app, dokku_server, member)
+    [entry] = drift_entries(start)
+    sentence = str(row_for(entry).sentence)
+    assert "other than the panel's own commands" in sentence and "root" not in sentence
+
+
+def test_a_failed_change_keeps_its_wanted_value_and_offers_retry_or_keeping_the_servers(
+        app, member, dokku, dokku_server):
+    from intercity.services.operations import request_operation
+
+    row = managed_app(dokku_server, dokku, "stuck", env={"API_KEY": SECRET})
+    check(app, dokku_server, member)
+    var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == row.id))
+    var.value = SECRET + "-wanted"
+    dokku.fail("config:set", stderr=" !     disk full\n")
+    request_operation("env.apply", server=dokku_server, app=db.session.get(App, row.id),
+                      payload={"set": ["API_KEY"], "unset": [], "restart": False}, requested_by=member)
+    db.session.commit()
+    settle(app)
+    dokku.clear_faults()
+    dokku.set_env("stuck", {"API_KEY": CHANGED})
+    start = head()
+    check(app, dokku_server, member)
+    [entry] = drift_entries(start)
+    assert entry.action == "env_var.changed_outside" and json.loads(entry.diff)["kept_wanted"] is True
+    var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == row.id))
+    assert var.value == SECRET + "-wanted" and var.applied_fingerprint == crypto.fingerprint(CHANGED)
+    from tests.support.sessions import log_in
+
+    client = app.test_client()
+    log_in(client, member)
+    page = client.get(f"/servers/{dokku_server.id}/apps/stuck").get_data(as_text=True)
+    assert "differs on the server" in page and "Keep the server&#39;s value" in page
+    assert CHANGED not in page and SECRET not in page
+    answer = client.post(f"/servers/{dokku_server.id}/apps/stuck/env/API_KEY/keep-server-value")
+    assert answer.status_code == 303
+    db.session.expire_all()
+    var = db.session.scalar(select(EnvVar).where(EnvVar.app_id == row.id))
+    assert var.value == CHANGED
+    kept = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "env_var.server_value_kept")).all()
+    assert len(kept) == 1 and kept[0].actor_email == member.email and CHANGED not in kept[0].diff
+    page = client.get(f"/servers/{dokku_server.id}/apps/stuck").get_data(as_text=True)
+    assert "differs on the server" not in page
+
+
+def test_a_security_change_made_outside_is_mailed_at_once(smtp, app, admin, dokku, dokku_server):
+    managed_app(dokku_server, dokku, "mailed", env={"SECRET_KEY": SECRET})
+    check(app, dokku_server, admin)
+    settle(app)
+    smtp.clear()
+    dokku.set_env("mailed", {"SECRET_KEY": CHANGED})
+    check(app, dokku_server, admin)
+    settle(app)
+    [message] = smtp.wait_for(1)
+    assert "Security alert" in message["Subject"]
+    text = message.get_body(("plain",)).get_content()
+    assert "SECRET_KEY on mailed" in text and "changed outside the panel" in text
+    assert CHANGED not in message.as_string() and SECRET not in message.as_string()
+
+
+def test_the_server_page_offers_check_now_the_interval_and_turning_the_event_log_on(
+        app, admin, dokku, dokku_server):
+    from tests.support.sessions import log_in
+
+    client = app.test_client()
+    log_in(client, admin)
+    assert client.post(f"/servers/{dokku_server.id}/drift/check").status_code == 303
+    settle(app)
+    page = client.get(f"/servers/{dokku_server.id}").get_data(as_text=True)
+    assert "Last compared with the server" in page and "event log is off" in page
+    assert "dokku events:on" in page
+    assert client.post(f"/servers/{dokku_server.id}/drift/interval", data={"interval": "abc"}).status_code == 303
+    assert db.session.get(Server, dokku_server.id).drift_interval_minutes == 15
+    client.post(f"/servers/{dokku_server.id}/drift/interval", data={"interval": "30"})
+    db.session.expire_all()
+    assert db.session.get(Server, dokku_server.id).drift_interval_minutes == 30
+    assert db.session.scalars(select(AuditEntry).where(AuditEntry.action == "server.updated")).all()[-1] \
+        .diff == '{"drift_interval_minutes":[15,30]}'
+    client.post(f"/servers/{dokku_server.id}/drift/events-on")
+    settle(app)
+    assert dokku._state.events_enabled()
+    assert db.session.scalars(select(AuditEntry).where(AuditEntry.action == "server.events_on_requested")).all()
+    client.post(f"/servers/{dokku_server.id}/drift/check")
+    settle(app)
+    page = client.get(f"/servers/{dokku_server.id}").get_data(as_text=True)
+    assert "event log is on" in page
+
+
+def test_the_schedule_requests_a_check_per_server_when_its_interval_has_passed(app, dokku, dokku_server):
+    from intercity.models.base import utcnow
+
+    server = db.session.get(Server, dokku_server.id)
+    server.status = "ready"
+    db.session.commit()
+    first = drift_service.request_due(utcnow())
+    assert len(first) == 1
+    assert drift_service.request_due(utcnow()) == []  # one pending is enough
+    settle(app)
+    assert drift_service.request_due(utcnow()) == []  # just checked
+    assert len(drift_service.request_due(utcnow() + timedelta(minutes=16))) == 1
+    settle(app)

@@ -167,7 +167,7 @@ def attribution(log_: EventLog | None, server_name: str, what: str, app: str, it
     outside = [g for g in matching if not _panels(g, log_)]
     if not outside:
         if matching:
-            return {"by": "panel", "note": "Dokku made this change itself during one of the panel's own commands"}
+            return {"note": "no line in Dokku's event log names this change, other than the panel's own commands"}
         return {"note": "no line in Dokku's event log names this change"}
     group = outside[-1]
     found = {"at": group.first.isoformat(), "dokku_pid": group.pid,
