@@ -360,16 +360,16 @@ class _Recorder:
                 if fingerprint != expected:
                     if failed:
                         # The failed change keeps its wanted value; the page offers Retry or keeping the server's.
-                        self._event("env_var.changed_outside", app, var, "env",
-                                    {"value_fingerprint": [expected, fingerprint], "kept_wanted": True})
+                        record_event(db.session, "env_var.changed_outside", **self._kept(
+                            app, var, {"value_fingerprint": [expected, fingerprint]}))
                     else:
                         var.value = value
                         explain(var, "env_var.changed_outside", self._outside("env", app.name, key))
                 var.applied_fingerprint, var.applied_seen_at = fingerprint, self.now
             elif var.applied_fingerprint is not None or not failed:
                 if failed:
-                    self._event("env_var.removed_outside", app, var, "env",
-                                {"value_fingerprint": [expected, None], "kept_wanted": True})
+                    record_event(db.session, "env_var.removed_outside", **self._kept(
+                        app, var, {"value_fingerprint": [expected, None]}))
                     var.applied_fingerprint, var.applied_seen_at = None, self.now
                 else:
                     explain(var, "env_var.removed_outside", self._outside("env", app.name, key))
@@ -383,10 +383,11 @@ class _Recorder:
                 continue
             self._new_var(app, key, env[key], "env_var.added_outside", self._outside("env", app.name, key))
 
-    def _event(self, action: str, app: App, var: EnvVar, what: str, diff: dict) -> None:
+    def _kept(self, app: App, var: EnvVar, diff: dict) -> dict:
+        """An entry's fields for a row that keeps its wanted value (its own change failed): no row change to word."""
         scope = Scope(server_id=app.server_id, server_name=self.server.name, app_id=app.id, app_name=app.name)
-        record_event(db.session, action, scope=scope, target_type="env_var", target_id=var.id, target_label=var.key,
-                     diff={**diff, **self._outside(what, app.name, var.key)})
+        return dict(scope=scope, target_type="env_var", target_id=var.id, target_label=var.key,
+                    diff={**diff, "kept_wanted": True, **self._outside("env", app.name, var.key)})
 
     # -- domains --
 
