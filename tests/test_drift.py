@@ -307,6 +307,9 @@ def test_the_schedule_requests_a_check_per_server_when_its_interval_has_passed(a
     assert len(first) == 1
     assert drift_service.request_due(utcnow()) == []  # one pending is enough
     settle(app)
-    assert drift_service.request_due(utcnow()) == []  # just checked
-    assert len(drift_service.request_due(utcnow() + timedelta(minutes=16))) == 1
-    settle(app)
+    server = db.session.get(Server, dokku_server.id)
+    assert server.drift_checked_at is not None
+    assert not drift_service.due(server, utcnow())  # just checked
+    assert drift_service.due(server, utcnow() + timedelta(minutes=16))
+    server.drift_interval_minutes = 0
+    assert not drift_service.due(server, utcnow() + timedelta(days=1))  # scheduled checks off

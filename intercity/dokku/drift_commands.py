@@ -47,3 +47,45 @@ def read_events(path: str = EVENTS_LOG, lines: int = EVENT_LINES) -> ServerScrip
     )
     shown = ("tail", "-n", str(count), path)
     return ServerScript(argv=("sh", "-c", script), display=shown, kind="events:read", script=script)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigDigests(ServerScript):
+    """One exec for many apps: per app, a SHA-256 of what `config:export --format json` and `domains:report`
+    print (with their exit status), so only the apps whose digest moved are read in full. Values never
+    leave the server this way; the names are validated app names, each quoted."""
+
+    apps: tuple[str, ...] = ()
+    json_domains: bool = True
+
+    def remote_line(self, sudo: bool, deadline: Deadline | None = None) -> str:
+        dokku = "sudo -n dokku" if sudo else "dokku"
+        domains_format = " --format json" if self.json_domains else ""
+        names = " ".join(shlex.quote(name) for name in self.apps)
+        script = (f"for a in {names}; do printf 'app %s\\n' \"$a\"; "
+                  f"{{ {dokku} config:export --format json \"$a\" 2>&1; echo \"exit=$?\"; }} | sha256sum; "
+                  f"{{ {dokku} domains:report \"$a\"{domains_format} 2>&1; echo \"exit=$?\"; }} | sha256sum; done")
+        line = f"sh -c {shlex.quote(script)}"
+        return f"{deadline.prefix()} {line}" if deadline is not None else line
+
+
+def config_digests(apps: list[str], json_domains: bool) -> ConfigDigests:
+    from intercity.dokku.commands import _existing_app
+
+    names = tuple(_existing_app(name) for name in apps)
+    shown = ("sh", "-c", f"for each of {len(names)} apps: dokku config:export --format json | sha256sum; "
+             "dokku domains:report | sha256sum")
+    return ConfigDigests(argv=shown, display=shown, kind="config:digests", apps=names, json_domains=json_domains)
+
+
+def parse_digests(stdout: str) -> dict[str, str]:
+    """app name -> its two digests joined (config, then domains); an app with a line missing has none."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.startswith("app "):
+            current = line[4:]
+            found[current] = []
+        elif current is not None and line.strip():
+            found[current].append(line.split()[0])
+    return {name: ":".join(parts) for name, parts in found.items() if len(parts) == 2}

@@ -39,8 +39,9 @@ RUN_SLACK = timedelta(seconds=1)
 KEY_NOTE = ("Dokku's event log records nothing for deploy keys (ssh-keys:add and ssh-keys:remove fire no "
             "trigger), so who did it cannot be told")
 
-# Per-app readers the check calls after reading an app's config and domains: reader(ctx, app_name, seen).
-# Other features hook in here (a build listing, say) without a check of their own.
+# Per-app readers every check calls for each app it looks at (skipped apps aside), before comparing:
+# reader(ctx, app_name, None). Other features hook in here (a build listing, say) without a check of their own;
+# a reader runs its own commands with ctx.run and keeps what it finds itself.
 APP_READERS: list[Callable] = []
 
 
@@ -55,7 +56,6 @@ def add_app_reader(reader: Callable) -> Callable:
 class AppSeen:
     env: dict[str, str]
     domains: list[str]
-    extra: dict = field(default_factory=dict)  # what APP_READERS found, by reader
 
 
 @dataclass
@@ -108,10 +108,20 @@ def _read_app(ctx, name: str) -> AppSeen:
     ctx.redactor.add(*env.values())
     json_domains = ctx.version.json_domains_report
     hosts = parsers.parse_domains(ctx.run(commands.domains_report(name, json_domains)).out, json_domains)
-    seen = AppSeen(env=env, domains=list(dict.fromkeys(hosts)))
-    for reader in APP_READERS:
-        seen.extra[getattr(reader, "__name__", "reader")] = reader(ctx, name, seen)
-    return seen
+    return AppSeen(env=env, domains=list(dict.fromkeys(hosts)))
+
+
+def _digests(ctx, names: list[str]) -> dict[str, str]:
+    """Per app, a keyed fingerprint of the SHA-256 of its config and domains as Dokku prints them (or nothing)."""
+    if not names or not ctx.config.get("DRIFT_DIGESTS", True):
+        return {}
+    try:
+        result = ctx.run(drift_commands.config_digests(names, ctx.version.json_domains_report), store_stdout=False)
+    except DokkuError as error:
+        ctx.warn(f"The per-app digests could not be read ({error.message}); every app was read in full.")
+        return {}
+    # Keyed: a bare SHA-256 of a small config could be guessed, a fingerprint under the panel's key cannot.
+    return {name: crypto.fingerprint(digest) for name, digest in drift_commands.parse_digests(result.out).items()}
 
 
 def _read_events(ctx, server_id: int, server_name: str) -> EventLog:
@@ -193,14 +203,29 @@ def drift_check(ctx) -> None:
     json_list = ctx.version.json_apps_list
     names = parsers.parse_apps_list(ctx.run(commands.apps_list(json_list)).out, json_list)
     seen: dict[str, AppSeen] = {}
+    state = ctx.server().drift_state or {}
+    in_panel = set(db.session.scalars(select(App.name).where(App.server_id == server_id)))
+    baseline = state.get("apps_seen")
+    candidates = []
     for name in names:
-        if name in skipped:
-            continue
+        if name in skipped or (name not in in_panel and baseline is not None and name in baseline):
+            continue  # skipped, or an app the panel was never asked to manage
         try:
             validation.app_name(name, legacy=True)
             validation.operand(name, "name")
         except ValidationError:
             skipped[name] = "the panel cannot manage an app with that name"
+            continue
+        candidates.append(name)
+    # One exec prints a digest per app; only apps whose digest moved since the last check are read in full.
+    digests = _digests(ctx, candidates)
+    before = state.get("digests") or {}
+    unchanged = {name for name in candidates if name in in_panel and digests.get(name)
+                 and before.get(name) == digests[name]}
+    for name in candidates:
+        for reader in APP_READERS:
+            reader(ctx, name, None)
+        if name in unchanged:
             continue
         try:
             seen[name] = _read_app(ctx, name)
@@ -214,7 +239,8 @@ def drift_check(ctx) -> None:
     except (DokkuError, parsers.UnparseableOutput) as error:
         event_log = EventLog(enabled=True, problem=getattr(error, "message", str(error)))
     with acting_as(SERVER):
-        found = _record(ctx, names, seen, skipped, keys, event_log)
+        found = _record(ctx, names, seen, skipped, keys, event_log,
+                        {name: digest for name, digest in digests.items() if name in seen or name in unchanged})
     if found:
         ctx.warn(f"{found} change{'s' if found != 1 else ''} made outside the panel found on {server_name}.")
 
@@ -241,7 +267,7 @@ def _outage(ctx, problem: str | None) -> None:
 
 
 def _record(ctx, names: list[str], seen: dict[str, AppSeen], skipped: dict[str, str], keys: list[dict],
-            event_log: EventLog) -> int:
+            event_log: EventLog, digests: dict[str, str]) -> int:
     """Compare and write, in one transaction: the rows take what the server has; each difference is one entry."""
     server = ctx.server()
     now = utcnow()
@@ -272,6 +298,8 @@ def _record(ctx, names: list[str], seen: dict[str, AppSeen], skipped: dict[str, 
         "clock_offset_seconds": (round(event_log.clock.offset.total_seconds(), 3)
                                  if event_log.clock is not None else state.get("clock_offset_seconds")),
         "differences": recorder.count,
+        # Apps skipped this round keep no digest, so the next check reads them in full.
+        "digests": {name: digest for name, digest in digests.items() if name not in skipped},
     })
     server.drift_state = state
     server.drift_checked_at = now

@@ -145,7 +145,7 @@ declare("service.unlink", category="security", title="unlink a database service"
 declare("server.drift_check", category="server", title="check for changes made outside the panel",
         executor=drift.drift_check, app_level=False, page="server", region="drift",
         refreshes=("drift", "apps-list"), done="Checked {server} for changes made outside the panel",
-        deadline=120, store_output=True, read=True)
+        deadline=600, read=True)
 declare("server.events_on", category="server", title="turn on Dokku's event log",
         executor=drift_executors.events_on, role="admin", app_level=False, page="server", region="drift",
         refreshes=("drift",), request_action="server.events_on_requested", deadline=60)
