@@ -31,8 +31,7 @@ def main() -> None:
 
     from intercity import create_app
     from intercity.extensions import db
-    from intercity.models import App, AuditEntry, CommandRun, Domain, EnvVar, Operation, Server
-    from intercity.services.operations import request_operation
+    from intercity.models import App, AuditEntry, Domain, EnvVar, Server
     from tests.support.sshd import SshServer
 
     with tempfile.TemporaryDirectory(prefix="intercity-bench-drift-") as tmp:
@@ -67,37 +66,51 @@ def main() -> None:
                     db.session.add(Domain(app=row, hostname=f"{name}.example.com"))
                 db.session.commit()
                 runner = app.extensions["intercity_jobs"]
-                times, counts = [], []
-                for _ in range(REPEAT + 1):  # the first round warms up (and sets the baseline)
-                    op = request_operation("server.drift_check", server=db.session.get(Server, server.id))
-                    started = time.perf_counter()
-                    db.session.commit()
-                    op_id = op.id
-                    while True:
-                        runner.wait_idle()
-                        db.session.commit()
-                        db.session.expire_all()
-                        done = db.session.get(Operation, op_id)
-                        if done.status in ("succeeded", "failed"):
-                            break
-                        time.sleep(0.02)
-                    times.append(time.perf_counter() - started)
-                    if done.status != "succeeded":
-                        raise RuntimeError(f"drift check failed: {done.reason}")
-                    counts.append(db.session.scalar(select(func.count()).select_from(CommandRun)
-                                                    .where(CommandRun.operation_id == op_id)))
+                results = {}
+                for mode in ("plain", "digests"):
+                    app.config["DRIFT_DIGESTS"] = mode == "digests"
+                    results[mode] = _rounds(app, runner, server.id)
                 drift = db.session.scalar(select(func.count()).select_from(AuditEntry)
                                           .where(AuditEntry.action.like("%_outside")))
                 print(f"Drift check, {APPS} apps x {VARIABLES} env vars + 1 domain, loopback OpenSSH + Dokku double, "
                       f"{os.cpu_count()} CPUs, median of {REPEAT}:")
-                print(f"  commands per check: {counts[-1]}; seconds per check: median "
-                      f"{statistics.median(times[1:]):.2f} s, min {min(times[1:]):.2f} s, max {max(times[1:]):.2f} s "
-                      f"({statistics.median(times[1:]) / counts[-1] * 1000:.0f} ms per command)")
+                for mode, (times, count) in results.items():
+                    print(f"  {mode}: commands per check: {count}; seconds per check: median "
+                          f"{statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s")
                 print(f"  drift entries recorded (nothing changed): {drift}")
                 print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
                 runner.close()
                 db.session.remove()
                 db.engine.dispose()
+
+
+def _rounds(app, runner, server_id: int) -> tuple[list[float], int]:
+    from sqlalchemy import func, select
+
+    from intercity.extensions import db
+    from intercity.models import CommandRun, Operation, Server
+    from intercity.services.operations import request_operation
+
+    times, counts = [], []
+    for _ in range(REPEAT + 1):  # the first round warms up (and sets the baseline)
+        op = request_operation("server.drift_check", server=db.session.get(Server, server_id))
+        started = time.perf_counter()
+        db.session.commit()
+        op_id = op.id
+        while True:
+            runner.wait_idle()
+            db.session.commit()
+            db.session.expire_all()
+            done = db.session.get(Operation, op_id)
+            if done.status in ("succeeded", "failed"):
+                break
+            time.sleep(0.02)
+        times.append(time.perf_counter() - started)
+        if done.status != "succeeded":
+            raise RuntimeError(f"drift check failed: {done.reason}")
+        counts.append(db.session.scalar(select(func.count()).select_from(CommandRun)
+                                        .where(CommandRun.operation_id == op_id)))
+    return times[1:], counts[-1]
 
 
 if __name__ == "__main__":
