@@ -313,3 +313,16 @@ def test_the_schedule_requests_a_check_per_server_when_its_interval_has_passed(a
     assert drift_service.due(server, utcnow() + timedelta(minutes=16))
     server.drift_interval_minutes = 0
     assert not drift_service.due(server, utcnow() + timedelta(days=1))  # scheduled checks off
+
+
+def test_an_import_is_app_imported_and_the_next_check_finds_nothing(app, member, dokku, dokku_server):
+    dokku.create_app("legacy")
+    dokku.set_env("legacy", {"SECRET_KEY": SECRET})
+    dokku.set_domains("legacy", ["legacy.example.com"])
+    check(app, dokku_server, member)  # an app the panel does not manage yet is left alone
+    start = head()
+    assert run_op(app, "server.import", server=dokku_server, user=member, payload={"apps": None}).status == "succeeded"
+    check(app, dokku_server, member)
+    actions = [e.action for e in db.session.scalars(select(AuditEntry).where(AuditEntry.seq > start))]
+    assert "app.imported" in actions and "app.created" not in actions
+    assert drift_entries(start) == []
