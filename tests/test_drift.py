@@ -162,7 +162,12 @@ def test_an_unreachable_server_is_one_entry_per_outage(app, member, sshd, dokku)
     db.session.commit()
     check(app, server, member)
     check(app, server, member)
-    assert [e.action for e in drift_entries(start)] == ["server.unreachable", "server.reachable"]
+    down, back = drift_entries(start)
+    assert (down.action, back.action) == ("server.unreachable", "server.reachable")
+    assert {down.category, back.category} == {"server"} and down.actor_kind == "server"
+    words = str(row_for(down).sentence)
+    assert words.startswith(f"server: {server.name} could not be reached (") and "[" not in words
+    assert str(row_for(back).sentence) == f"server: {server.name} can be reached again"
 
 
 @pytest.mark.parametrize("traditional", [False, True], ids=["rfc3339", "traditional"])

@@ -30,12 +30,12 @@ def attribution_text(outside: dict | None, server_name: str | None) -> str:
 
 
 def predicate(entry, label) -> list:
-    from intercity.audit.timeline import Part, _app_place, _server_place
+    from intercity.audit.timeline import Part, _app_place, _new, _server_place
 
     changes = entry.changes
     action = entry.action
     if action == "server.unreachable":
-        reason = changes.get("reason")
+        reason = _new(changes, "reason")
         return [Part(": "), Part(entry.server_name or "the server", "target"), Part(" could not be reached"),
                 *([Part(f" ({reason})")] if reason else [])]
     if action == "server.reachable":
