@@ -120,6 +120,8 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # A worker (worker.py, or the single process's job thread) keeps its connection to a server
         # open this many seconds after an operation, for the next one (0: a connection per drain).
         "SSH_KEEP_IDLE": _int("INTERCITY_SSH_KEEP_IDLE", 60),
+        # Where drift checks read Dokku's event log on each server (Dokku's rsyslog rule writes it there).
+        "DOKKU_EVENTS_LOG": os.environ.get("INTERCITY_DOKKU_EVENTS_LOG", "/var/log/dokku/events.log"),
         # Every dokku command runs under `timeout` on the server (its kind's deadline, kept below
         # SSH_COMMAND_TIMEOUT); what still runs this many seconds after the deadline gets SIGKILL.
         "COMMAND_KILL_GRACE": _int("INTERCITY_COMMAND_KILL_GRACE", 10),

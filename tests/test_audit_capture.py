@@ -82,7 +82,8 @@ def test_server_created_updated_deleted(app):
     assert (created.server_id, created.server_name, created.app_id) == (server.id, "web-1", None)
     assert (created.target_type, created.target_id, created.target_label) == ("server", str(server.id), "web-1")
     assert diff(created) == {"name": [None, "web-1"], "host": [None, "10.0.0.5"], "port": [None, 22],
-                             "ssh_user": [None, "root"], "public_key": [None, server.public_key]}
+                             "ssh_user": [None, "root"], "public_key": [None, server.public_key],
+                             "drift_interval_minutes": [None, 15]}
 
     server.host = "10.0.0.6"
     server.port = 2222
@@ -556,7 +557,7 @@ def test_a_worker_acting_for_a_person_names_both(app):
     server = make_server(name="web-1")
     with acting_as(Actor.system("worker", on_behalf_of=member)):
         build_app(server, name="imported", imported=True)
-    entry = only("app.created")
+    entry = only("app.imported")
     assert (entry.actor_kind, entry.actor_user_id, entry.actor_email, entry.actor_role) == \
         ("worker", member.id, "dev@example.com", "member")
     assert entry.actor_display == "worker on behalf of dev@example.com"

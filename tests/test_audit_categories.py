@@ -62,6 +62,24 @@ def _record_event_actions() -> set[str]:
     return found
 
 
+def _explained_actions() -> set[str]:
+    """Actions that `capture.explain(row, action, ...)` gives row changes (what a drift check found)."""
+    found = set()
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+                    == "explain" and len(node.args) >= 2):
+                continue
+            action = node.args[1]
+            if isinstance(action, ast.Constant):
+                if action.value is not None:
+                    found.add(action.value)
+            elif not (isinstance(action, ast.Name) and action.id == "action"):  # a helper passing its own literal
+                pytest.fail(f"{path.name}:{node.lineno}: explain with an action this test cannot read: "
+                            f"{ast.unparse(action)}; pass a literal")
+    return found
+
+
 def written_actions() -> set[str]:
     """Every action the code can write: each audited model's, the operation kinds', the explicit events."""
     actions = set()
@@ -70,7 +88,7 @@ def written_actions() -> set[str]:
         if rule is not None:
             actions |= rule.possible_actions()
     actions |= {kind.request_action for kind in KINDS.values() if kind.request_action}
-    return actions | _record_event_actions()
+    return actions | _record_event_actions() | _explained_actions()
 
 
 def test_every_action_the_code_can_write_has_a_row():
@@ -78,7 +96,7 @@ def test_every_action_the_code_can_write_has_a_row():
     # The scan finds what is there: row changes of every audited model and the explicit events.
     assert {"user.created", "env_var.updated", "server.host_key_pinned", "app.restart_requested",
             "operation.retry_requested", "operation.failed", "user.login", "audit.exported",
-            "server.host_key_mismatch"} <= written
+            "server.host_key_mismatch", "env_var.changed_outside", "deploy_key.added_outside"} <= written
     assert sorted(written - set(ACTIONS)) == []
 
 

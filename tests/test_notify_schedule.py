@@ -39,7 +39,7 @@ def test_rq_scheduler_holds_one_tick_and_each_tick_schedules_the_next(redis_queu
         assert when.minute % 5 == 0 and when.second == 0 and when > datetime.now(timezone.utc)
         # The tick, run by a worker at its time, schedules the following boundary.
         done = schedule.tick()
-        assert set(done) == {"alerts", "digests", "retried"}
+        assert set(done) == {"alerts", "digests", "retried", "drift_checks"}
         later = schedule.ensure_scheduled(now=when + timedelta(seconds=1))
         assert later != first and set(registry.get_job_ids()) == {first, later}
     finally:

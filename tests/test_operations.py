@@ -224,7 +224,9 @@ def test_import_brings_apps_env_vars_and_domains_in(app, member, dokku, dokku_se
     imported = db.session.scalar(select(App).where(App.name == "legacy_api"))
     assert imported.imported and [d.hostname for d in imported.domains] == ["api.example.com"]
     assert {v.key: v.value for v in imported.env_vars} == {"PIN": "7", "SECRET_KEY": "imported-secret-value"}
-    assert entries("app.created")[-1].actor_display == "worker on behalf of dev@example.com"
+    # An import records what was already there: app.imported, not a creation (and not drift).
+    assert entries("app.imported")[-1].actor_display == "worker on behalf of dev@example.com"
+    assert not db.session.scalars(select(AuditEntry).where(AuditEntry.action.like("%_outside"))).all()
     exports = [run for run in runs(op) if json.loads(run.argv)[1] == "config:export"]
     assert [run.stdout for run in exports] == [NOT_STORED]
     assert db.session.scalar(select(App).where(App.name == "known")).imported is False

@@ -175,9 +175,30 @@ class _Context:
         return self._meta
 
 
+# Instance attribute set by `explain`: the action (or None) and extra diff of the row's next entry.
+EXPLAINED = "_audit_explained"
+
+
+def explain(row, action: str | None, extra: dict | None = None) -> None:
+    """Word the next entry of this row's change as `action` (None: no entry, its parent's entry says it).
+
+    For changes the panel records rather than makes (what a drift check found on the server): the
+    row change still becomes its entry, under this action and with `extra` added to its diff.
+    """
+    row.__dict__[EXPLAINED] = (action, extra or {})
+
+
 def _entry_for(obj, plan: _Plan, verb: str, diff: dict, context: _Context, caused_by=None) -> dict | None:
     rule = plan.rule
-    decided = rule.action(obj, verb, diff)
+    explained = obj.__dict__.pop(EXPLAINED, None)
+    if explained is not None:
+        action, extra = explained
+        if action is None:
+            return None
+        diff = {**diff, **extra}
+        decided = (action, None)
+    else:
+        decided = rule.action(obj, verb, diff)
     if decided is None:
         return None
     action, category = decided

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import and_, select
 
-from intercity.audit import query
+from intercity.audit import drift_words, query
 from intercity.audit.rules import REDACTED
 from intercity.extensions import db
 from intercity.jobs import kinds
@@ -158,6 +158,8 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
         parent = entry.caused_by.split(":")[0]
         caused = [Part(f", with its {parent.replace('_', ' ')}")]
 
+    if action in drift_words.ACTIONS:
+        return drift_words.predicate(entry, label)
     match action:
         case "env_var.created" if _new(changes, "linked_service"):
             plugin, _, service = str(_new(changes, "linked_service")).partition(" ")
@@ -192,7 +194,7 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" changed deploy key "), label, *_server_place(entry, "on")]
         case "deploy_key.deleted":
             return [Part(" removed deploy key "), label, *_server_place(entry, "from"), *caused]
-        case "app.created":
+        case "app.imported" | "app.created":
             if _new(changes, "imported"):
                 return [Part(" imported app "), label, *_server_place(entry, "from")]
             return [Part(" created app "), label, *_server_place(entry, "on")]

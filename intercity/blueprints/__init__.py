@@ -2,9 +2,9 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import (account, apps, audit, auth, databases, deploys, health, home, operations,
-                                      servers, service_backups, settings, setup, team)
+    from intercity.blueprints import (account, apps, audit, auth, databases, deploys, drift, health, home,
+                                      operations, servers, service_backups, settings, setup, team)
 
-    for module in (auth, health, home, setup, servers, databases, service_backups, apps, deploys, operations, audit,
-                   team, account, settings):
+    for module in (auth, health, home, setup, servers, databases, service_backups, drift, apps, deploys, operations,
+                   audit, team, account, settings):
         app.register_blueprint(module.bp)

@@ -11,6 +11,7 @@ from intercity.blueprints.panel_support import (
 )
 from intercity.extensions import db
 from intercity.models import App, Domain, Server
+from intercity.services import drift as drift_service
 from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
@@ -96,6 +97,7 @@ def _context(app: App, **forms) -> dict:
         app_operations=region_operations("app-status", app_id=app.id),
         env_operations=region_operations("env", app_id=app.id),
         env_states=latest_states("env.apply", app_id=app.id),
+        env_differs=drift_service.differs_on_server(app),
         domain_states=latest_states("domains.apply", app_id=app.id),
         domain_operations=region_operations("domains", app_id=app.id),
         env_form=forms.get("env_form") or EnvVarForm(formdata=None),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import backup_executors, deploy_executors, executors, service_executors
+from intercity.jobs import backup_executors, deploy_executors, drift, drift_executors, executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -176,3 +176,12 @@ declare("service.backup", category="app", title="back up a database service", ex
 declare("service.backup_schedule", category="app", title="schedule a service's backups",
         executor=backup_executors.backup_schedule, role="admin", app_level=False, page="server", region="services",
         refreshes=("services",), request_action="service.backup_schedule_requested", deadline=60)
+# --- drift checks: what changed on the server outside the panel (intercity/jobs/drift.py) ------
+
+declare("server.drift_check", category="server", title="check for changes made outside the panel",
+        executor=drift.drift_check, app_level=False, page="server", region="drift",
+        refreshes=("drift", "apps-list"), done="Checked {server} for changes made outside the panel",
+        deadline=600, read=True)
+declare("server.events_on", category="server", title="turn on Dokku's event log",
+        executor=drift_executors.events_on, role="admin", app_level=False, page="server", region="drift",
+        refreshes=("drift",), request_action="server.events_on_requested", deadline=60)

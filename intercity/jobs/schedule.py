@@ -37,10 +37,13 @@ def next_boundary(now: datetime, interval: int) -> datetime:
 
 
 def tick(now: datetime | None = None) -> dict:
-    """The periodic job: alerts not sent yet, the digests that are due, messages whose retry time has come."""
+    """The periodic job: alerts not sent yet, due digests, messages whose retry time has come, due drift checks."""
     from intercity.notify import alerts, digest, outbox
+    from intercity.services import drift
 
-    done = {"alerts": alerts.scan(), "digests": digest.send_due(now), "retried": outbox.deliver_due(now)}
+    done = {"alerts": alerts.scan(), "digests": digest.send_due(now), "retried": outbox.deliver_due(now),
+            # Drift checks per server, each at its own interval (a tick's granularity is enough for minutes).
+            "drift_checks": drift.request_due(now)}
     if not current_app.config["JOBS_IN_PROCESS"]:
         ensure_scheduled()
     return done

@@ -16,6 +16,13 @@ def _app_scope(app: "App") -> Scope:
     return Scope(server_id=app.server_id, server_name=app.server.name, app_id=app.id, app_name=app.name)
 
 
+def _classify_app(app: "App", verb: str, diff: dict) -> str:
+    # An app read from the server by an import was not created by anyone in the panel.
+    if verb == "created" and app.imported:
+        return "app.imported"
+    return f"app.{verb}"
+
+
 class App(db.Model):
     __tablename__ = "apps"
     __table_args__ = (UniqueConstraint("server_id", "name"), NEVER_REUSE_IDS)
@@ -27,6 +34,8 @@ class App(db.Model):
         ignore=frozenset({"created_at", "updated_at", "status", "ps_status", "ps_checked_at",
                           "on_server", "applied_seen_at"}),
         parent="server",
+        classify=_classify_app,
+        actions=("app.created", "app.updated", "app.deleted", "app.imported"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -37,6 +37,7 @@ class Server(db.Model):
             "created_at", "updated_at", "status", "status_message", "last_checked_at",
             "dokku_version", "seen_host_key_type", "seen_host_key_fingerprint", "remote_keys",
             "remote_keys_checked_at", "unreachable_since", "services", "services_checked_at",
+            "drift_checked_at", "drift_state",
         }),
         classify=_classify_server,
         actions=("server.created", "server.updated", "server.deleted", "server.host_key_accepted",
@@ -70,6 +71,11 @@ class Server(db.Model):
     # [{name, version, status, links}]}}. Never a DSN: `info` is read one flag at a time.
     services: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     services_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Drift checks (intercity/jobs/drift.py): minutes between scheduled checks (0: none), the last
+    # check's end, and what it saw that is no row (skipped apps, event log, clock offset, outage).
+    drift_interval_minutes: Mapped[int] = audited(Integer, default=15, server_default="15")
+    drift_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    drift_state: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -186,6 +186,29 @@ class DokkuDouble:
         """Add a key as sshcommand would; returns its SHA256 fingerprint."""
         return self._state.add_key_line(name, public_key_line)
 
+    # events ----------------------------------------------------------------
+    @property
+    def events_log(self) -> Path:
+        """The event log the double writes (the panel's DOKKU_EVENTS_LOG in tests)."""
+        return self._state.events_log
+
+    @_shared_files
+    def set_events(self, enabled: bool = True, traditional: bool = False) -> None:
+        """Turn the event log on or off, as events:on/off do; `traditional` writes `Jul  3 16:10:46` times."""
+        self._state.set_events(enabled)
+        marker = self.root / "control" / "events-traditional"
+        marker.parent.mkdir(exist_ok=True)
+        marker.touch() if traditional else marker.unlink(missing_ok=True)
+
+    @_shared_files
+    def write_event(self, trigger: str, *args: str, name: str = "", fingerprint: str = "", dokku_pid: int = 4242,
+                    at=None, traditional: bool = False) -> str:
+        """Append one event line (as if someone ran a command outside the panel) and return it."""
+        line = _double.event_line(trigger, args, name=name, fingerprint=fingerprint, dokku_pid=dokku_pid,
+                                  at=at, traditional=traditional)
+        _double.write_event_line(self._state, line)
+        return line
+
     # service plugins -------------------------------------------------------
     @_shared_files
     def install_plugin(self, plugin: str) -> None:
