@@ -5,6 +5,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 
 from intercity.blueprints import databases as database_views
+from intercity.blueprints import tls as tls_views
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DeployKeyForm, ServerForm, attempt, back, recent_timeline, unconfirmed,
 )
@@ -23,6 +24,7 @@ REGIONS = {
     "server-status": ("servers/_status.html", "servers/_head.html"),
     "apps-list": ("servers/_apps_list.html",),
     "services": ("servers/_services.html",),
+    "server-tls": ("servers/_tls.html",),
     "recent-region": ("_partials/_recent_region.html",),
 }
 KEY_REGIONS = {"remote-keys": ("servers/_remote_keys.html",)}
@@ -67,6 +69,7 @@ def show_context(server: Server, app_form: AppForm | None = None) -> dict:
         check_operations=region_operations("server-status", server_id=server.id),
         import_operations=region_operations("apps-list", server_id=server.id),
         **database_views.services_context(server),
+        **tls_views.server_context(server),
         authorized_keys_line=server_service.authorized_keys_line(server),
         sudoers_line=server_service.sudoers_line(server),
         recent_rows=recent_timeline(server.id),
