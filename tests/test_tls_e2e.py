@@ -276,3 +276,4 @@ def test_uploaded_certificate_checked_first_and_its_key_found_nowhere(smtp, app,
     for part in mails:
         for needle in needles:
             assert needle not in part
+

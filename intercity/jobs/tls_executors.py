@@ -62,20 +62,20 @@ def read_server(ctx: OperationContext, *, apps: bool = True) -> dict:
         if report is not None:
             data["email"] = tls.parse_report(report).get("global-email") or None
             data["email_known"] = True
-        status = _try(ctx, tls.cron_job())
-        data["cron_job"] = tls.parse_cron_job(status) if status is not None else None
-        if ctx.version >= GLOBAL_CRON_LIST:
-            listed = _try(ctx, tls.cron_list_global())
-            data["cron_listed"] = tls.parse_cron_list(listed) if listed is not None else None
+        data.update(_read_cron(ctx))
     server = ctx.server()
     row = reading(server.id)
     row.data = data
     row.checked_at = utcnow()
     _track_cron(ctx, row, data)
     db.session.commit()
-    if apps and data["installed"] is not None:
+    if apps:
+        # Without the plugin only apps seen with a certificate can have one to read (an upload).
+        seen = {row.app_id for row in db.session.scalars(select(TlsReading).where(
+            TlsReading.server_id == server.id, TlsReading.app_id.is_not(None))) if (row.data or {}).get("enabled")}
         for app_id, app_name in [(a.id, a.name) for a in server.apps if a.status == "active"]:
-            read_app(ctx, app_id, app_name)
+            if data["installed"] or app_id in seen:
+                read_app(ctx, app_id, app_name)
     return data
 
 
@@ -115,14 +115,36 @@ def tls_install(ctx: OperationContext) -> None:
     read_server(ctx, apps=False)
 
 
+def _update_server_reading(ctx: OperationContext, **found) -> dict:
+    row = reading(ctx.server_id)
+    data = {**(row.data or {}), **found}
+    row.data = data
+    row.checked_at = utcnow()
+    _track_cron(ctx, row, data)
+    db.session.commit()
+    return data
+
+
 def tls_set_email(ctx: OperationContext) -> None:
     ctx.run(tls.set_global_email(ctx.payload["email"]))
-    read_server(ctx, apps=False)
+    report = _try(ctx, tls.global_report())
+    found = {"email": tls.parse_report(report).get("global-email") or None, "email_known": True} \
+        if report is not None else {"email": None, "email_known": False}
+    _update_server_reading(ctx, installed=True, **found)
+
+
+def _read_cron(ctx: OperationContext) -> dict:
+    status = _try(ctx, tls.cron_job())
+    found = {"cron_job": tls.parse_cron_job(status) if status is not None else None, "cron_listed": None}
+    if ctx.version >= GLOBAL_CRON_LIST:
+        listed = _try(ctx, tls.cron_list_global())
+        found["cron_listed"] = tls.parse_cron_list(listed) if listed is not None else None
+    return found
 
 
 def tls_cron_add(ctx: OperationContext) -> None:
     ctx.run(tls.cron_job("--add"))
-    data = read_server(ctx, apps=False)
+    data = _update_server_reading(ctx, installed=True, **_read_cron(ctx))
     if renewal_missing(data):
         raise OperationError("The renewal job was added, but the server still does not show it. Check the dokku "
                              "user's crontab and `dokku cron:list --global` on the server.")
