@@ -1,0 +1,127 @@
+"""TLS readers, failures in plain words, certificate checks and the digest's expiring list (no SSH)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from intercity.dokku import parsers, tls
+from intercity.validation import ValidationError
+from tests.test_tls_e2e import make_certificate
+
+NOW = datetime.now(timezone.utc)
+
+
+def failure(command, code: int, stdout: str = "", stderr: str = "") -> parsers.DokkuError:
+    with pytest.raises(parsers.DokkuError) as raised:
+        parsers.check(command, code, stdout, stderr)
+    return raised.value
+
+
+def test_the_cron_job_state_is_read_with_and_without_the_quiet_header():
+    # Without a TTY, dokku drops the `=====>` line and only the hint is left.
+    assert tls.parse_cron_job("       Run 'dokku letsencrypt:cron-job --remove' to disable.\n") is True
+    assert tls.parse_cron_job("=====> Auto-renew cron job is not enabled\n") is False
+    assert tls.parse_cron_job("") is None  # plugins before 0.25.0 print no state: cannot tell
+    assert tls.parse_cron_list("letsencrypt-auto-renew 24 6 * * * dokku letsencrypt:auto-renew\n")
+    assert not tls.parse_cron_list("ID Schedule Command\n")
+
+
+def test_plugin_versions_from_json_and_text():
+    listing = '[{"name":"letsencrypt","version":"0.20.4","enabled":true}]'
+    assert tls.parse_plugin_version(listing, True) == "0.20.4"
+    assert tls.parse_plugin_version("  letsencrypt          0.25.1 enabled    Automated ...\n", False) == "0.25.1"
+    assert tls.parse_plugin_version("  postgres 1.48.0 enabled\n", False) is None
+
+
+def test_the_reports_say_whether_https_is_on():
+    on = tls.tls_state({"active": "true", "autorenew": "true", "expiration": "1900000000"},
+                       {"enabled": "true", "expires-at": "Mar  2 01:00:40 2027 GMT", "issuer": "R11",
+                        "hostnames": "a.example.com b.example.com"})
+    assert on["enabled"] and on["source"] == "letsencrypt" and on["autorenew"] is True
+    assert on["expires_at"].startswith("2027-03-02T01:00:40") and on["hostnames"] == ["a.example.com", "b.example.com"]
+    uploaded = tls.tls_state(None, {"enabled": "true"})
+    assert uploaded["enabled"] and uploaded["source"] == "uploaded"
+    assert tls.tls_state({"active": "false"}, {"enabled": "false"})["enabled"] is False
+
+
+def test_lets_encrypt_failures_in_plain_words():
+    enable = tls.enable("shop")
+    assert "no domain Let's Encrypt can certify" in failure(enable, 1, stderr=" !     No domains detected for shop\n").message
+    assert "needs an email address" in failure(
+        enable, 1, stderr=" !     ERROR: Cannot request a certificate without an e-mail address!\n").message
+    limited = failure(enable, 4, " !     Let's Encrypt rate-limited this request.\n-----> Certificate retrieval failed!\n")
+    assert "rate limit" in limited.message and limited.exit_code == 4
+    lego = failure(enable, 3, "       urn:ietf:params:acme:error:connection :: Timeout during connect (likely firewall problem)\n"
+                              "-----> Certificate retrieval failed!\n", " !     Failed to setup letsencrypt\n")
+    assert "port 80 is open" in lego.message and "code 3" in lego.message
+    missing = failure(enable, 1, stderr=" !     `letsencrypt:enable shop` is not a dokku command.\n")
+    assert isinstance(missing, tls.NotInstalled)
+    assert isinstance(failure(tls.plugin_installed(), 1), tls.NotInstalled)
+    assert "needs root" in failure(tls.plugin_install(), 1, stderr=" !     This command must be run as root\n").message
+    # revoke exits 0 on failure: only the output tells.
+    assert tls.revocation_failure("-----> Certificate revocation failed (code 7)!\n") == "7"
+    assert tls.revocation_failure("-----> Certificate revoked successfully.\n") is None
+
+
+def test_an_upload_is_checked_before_anything_is_sent():
+    cert, key = make_certificate(["shop.example.com", "*.example.com"])
+    _, other = make_certificate(["shop.example.com"])
+    with pytest.raises(ValidationError, match="does not belong") as mismatch:
+        tls.inspect(cert, other, ["shop.example.com"], NOW)
+    assert mismatch.value.field == "private_key"
+    with pytest.raises(ValidationError, match="not a PEM certificate"):
+        tls.inspect("hello", key, [], NOW)
+    with pytest.raises(ValidationError, match="expired on"):
+        tls.inspect(cert, key, [], NOW + timedelta(days=90))
+    found = tls.inspect(cert, key, ["shop.example.com", "www.example.com", "a.b.example.com", "_"], NOW)
+    assert found.uncovered == ["a.b.example.com"]  # a wildcard covers one label only
+    assert found.names == ["shop.example.com", "*.example.com"] and len(found.sha256) == 95
+    assert set(found.facts()) == {"subject", "issuer", "names", "expires_at", "sha256"}
+    assert key.strip() not in str(found.facts())
+
+
+def test_the_tar_holds_server_crt_and_server_key():
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tls.bundle("CERT", "KEY"))) as tar:
+        assert sorted(tar.getnames()) == ["server.crt", "server.key"]
+        assert tar.extractfile("server.key").read() == b"KEY\n"
+
+
+def test_bad_email_is_refused_next_to_its_field():
+    with pytest.raises(ValidationError) as bad:
+        tls.set_global_email("-x@example.com")
+    assert bad.value.field == "email"
+    assert tls.set_global_email("ops@example.com").argv == ("dokku", "letsencrypt:set", "--global", "email",
+                                                             "ops@example.com")
+
+
+def test_the_digest_lists_expiring_certificates_first(smtp, app):
+    from intercity.extensions import db
+    from intercity.models.base import utcnow
+    from intercity.models.tls import TlsReading
+    from intercity.notify import digest
+    from intercity.services.notifications import preferences_for
+    from tests.support.builders import make_app, make_server, make_user
+    from tests.support.notify import settle
+
+    pref = preferences_for(make_user("admin", email="admin@example.com"))
+    pref.last_digest_at = utcnow() - timedelta(days=2)
+    db.session.commit()
+    server = make_server(name="prod-1")
+    soon, later = make_app(server, name="shop"), make_app(server, name="blog")
+    for row_app, days in ((soon, 5), (later, 60)):
+        db.session.add(TlsReading(scope=f"app:{row_app.id}", server_id=server.id, app_id=row_app.id,
+                                  data={"enabled": True, "source": "letsencrypt",
+                                        "expires_at": (NOW + timedelta(days=days, hours=1)).isoformat()}))
+    db.session.commit()
+    assert digest.send_due() == 1
+    settle(app)
+    message = smtp.wait_for(1)[0]
+    body = message.get_body(("plain",)).get_content()
+    first_group = body.split("==", 2)[1]
+    assert "Certificates expiring within 14 days" in first_group
+    assert "prod-1 / shop: expires in 5 days" in body and "prod-1 / blog:" not in body
+    assert "Certificates expiring within 14 days" in message.get_body(("html",)).get_content()
