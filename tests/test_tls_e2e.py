@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
+from intercity.audit import timeline
 from intercity.dokku import tls
 from intercity.extensions import db
 from intercity.models import CommandRun, Domain
@@ -103,6 +104,7 @@ def test_https_with_lets_encrypt_end_to_end(app, client, logged_in, admin, sshd,
     assert "missing</span>" in page
     assert len(entries("tls.cron_missing")) == 1
     assert "not enabled" in entries("tls.cron_missing")[0].diff
+    assert "renewal job missing on" in str(timeline.sentence(entries("tls.cron_missing")[0]))
 
     # Enabling without an email is refused with what to do; a bad address is refused next to the field.
     client.post(f"{app_url}/tls/enable")
@@ -150,7 +152,7 @@ def test_https_with_lets_encrypt_end_to_end(app, client, logged_in, admin, sshd,
     op = last("tls.enable")
     assert op.status == "succeeded", op.reason
     assert "shop.example.com" in loopback_dns.questions
-    assert entries("tls.enabled")
+    assert "enabled HTTPS with Let's Encrypt for shop" in str(timeline.sentence(entries("tls.enabled")[-1]))
     assert calls(dokku, "letsencrypt:enable")[-1] == ["letsencrypt:enable", "shop"]
     page = text(client.get(app_url))
     assert "(STAGING) Double Ersatz R11" in page and "resolves to the server (127.0.0.1)" in page
@@ -234,6 +236,7 @@ def test_uploaded_certificate_checked_first_and_its_key_found_nowhere(smtp, app,
     facts = tls.inspect(cert_pem, key_pem, [], datetime.now(timezone.utc)).facts()
     for value in (facts["sha256"], "shop.example.com", "*.example.com", "Example Issuing CA"):
         assert value in entry.diff
+    assert facts["sha256"] in str(timeline.sentence(entry))
     page = text(client.get(app_url))
     pages.append(page)
     assert "uploaded certificate" in page and "Example Issuing CA" in page and "by hand" in page
