@@ -29,6 +29,8 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
     plugins/<name>            marker: the service plugin (postgres) is installed
     services/<plugin>/<svc>/  IMAGE, IMAGE_VERSION, PASSWORD, LINKS (one app a line) and
                               an optional STATUS (default running) of one service
+    plugins/letsencrypt, letsencrypt/, apps/<app>/tls/, apps/<app>/letsencrypt/
+                              dokku-letsencrypt and certs:* (see the TLS block below)
 
 Config storage: values are stored byte for byte, except that -- as in Dokku,
 whose godotenv 1.5.1 writes integers with ``%d`` -- a value that Go's
