@@ -178,6 +178,8 @@ def test_https_with_lets_encrypt_end_to_end(app, client, logged_in, admin, sshd,
     assert "does not cover www.shop.example.com" in text(added)
     finish(app)
     assert "Renew to cover them" in text(client.get(app_url))
+    # Dokku's plugin says so too, and does not re-issue by itself.
+    assert any("letsencrypt:enable" in warning for warning in last("domains.apply").warnings)
 
     # Revoke exits 0 when it fails: the panel reads the output and says so.
     dokku.fail_revoke(7)

@@ -1316,6 +1316,7 @@ def cmd_domains_add(ctx: Context, args: list[str]) -> None:
             ctx.state.write_domains(app, current)
             ctx.console.info1(f"Added {domain} to {app}")
     log_event(ctx, "post-domains-update", app, "add", *domains)
+    _le_post_domains_update(ctx)
     _proxy_rebuild(ctx, app)
 
 
@@ -1345,6 +1346,7 @@ def cmd_domains_set(ctx: Context, args: list[str]) -> None:
     ctx.state.write_domains(app, domains)
     ctx.console.info1(f"Set {' '.join(domains)} for {app}")
     log_event(ctx, "post-domains-update", app, "set", *domains)
+    _le_post_domains_update(ctx)
     _proxy_rebuild(ctx, app)
 
 
@@ -2126,6 +2128,12 @@ def _le_check_email(ctx: Context, app: str) -> None:
         ctx.console.warn("  please provide your e-mail address using")
         ctx.console.warn(f"  dokku letsencrypt:set {app} email <e-mail>")
         raise DokkuExit(1)
+
+
+def _le_post_domains_update(ctx: Context) -> None:
+    """The plugin's post-domains-update trigger (on add and set, for every app): it does not re-issue."""
+    if _le_version(ctx.state) is not None:
+        ctx.console.warn("Please run dokku letsencrypt:enable to add https support to the new domain")
 
 
 def cmd_plugin_installed(ctx: Context, args: list[str]) -> None:
