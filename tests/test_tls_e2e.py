@@ -282,3 +282,37 @@ def test_uploaded_certificate_checked_first_and_its_key_found_nowhere(smtp, app,
         for needle in needles:
             assert needle not in part
 
+
+
+def test_an_older_plugin_is_read_by_trying_its_commands(app, client, logged_in, admin, sshd, dokku):
+    """Plugin 0.23.0 calls itself 0.20.4, has no JSON report and prints no cron-job state; Dokku 0.36.0 has no
+    `cron:list --global`: the page says what it cannot tell, and the app's state still comes through."""
+    logged_in(admin)
+    dokku.set_version("0.36.0")
+    dokku.install_letsencrypt("0.23.0")
+    server = make_dokku_server(sshd)
+    shop = make_app(server, name="shop", status="active")
+    db.session.add(Domain(app_id=shop.id, hostname="shop.example.com", on_server=True))
+    db.session.commit()
+    shop_id = shop.id
+    dokku.create_app("shop")
+    dokku.set_domains("shop", ["shop.example.com"])
+    app.config["DNS_RESOLVER"] = "127.0.0.1:9"  # nobody answers: the pre-check cannot tell, and does not block
+    page_url = f"/servers/{server.id}"
+    client.post(f"{page_url}/tls/email", data={"email": "ops@example.com"})
+    client.post(f"{page_url}/tls/refresh")
+    finish(app)
+    assert last("tls.refresh").status == "succeeded", last("tls.refresh").reason
+    page = text(client.get(page_url))
+    assert "version 0.20.4" in page and "releases 0.21 to 0.25.0 all call themselves 0.20.4" in page
+    assert "cannot tell: this plugin does not print the job's state" in page
+    assert entries("tls.cron_missing") == []  # not known to be missing: no alert
+    client.post(f"{page_url}/apps/shop/tls/enable")
+    finish(app)
+    op = last("tls.enable")
+    assert op.status == "succeeded", op.reason
+    assert any("the panel cannot tell (the resolver did not answer)" in w for w in op.warnings)
+    state = tls_service.app_state(db.session.get(type(shop), shop_id))
+    assert state["enabled"] and state["source"] == "letsencrypt" and state["expires"] is not None
+    # Each reading tried the JSON report, found it unknown, and asked `active` instead.
+    assert calls(dokku, "letsencrypt:active") == [["letsencrypt:active", "shop"]] * 2
