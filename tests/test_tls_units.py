@@ -125,3 +125,50 @@ def test_the_digest_lists_expiring_certificates_first(smtp, app):
     assert "Certificates expiring within 14 days" in first_group
     assert "prod-1 / shop: expires in 5 days" in body and "prod-1 / blog:" not in body
     assert "Certificates expiring within 14 days" in message.get_body(("html",)).get_content()
+
+
+@pytest.fixture
+def tls_world(app):
+    from intercity.extensions import db
+    from intercity.models.tls import TlsReading
+    from tests.support.builders import make_app, make_server
+
+    server = make_server(name="prod-1")
+    shop = make_app(server, name="shop")
+    db.session.add(TlsReading(scope=f"server:{server.id}", server_id=server.id, data={
+        "installed": True, "version": "0.25.1", "email": "ops@example.com", "email_known": True,
+        "cron_job": False, "cron_listed": False}))
+    db.session.add(TlsReading(scope=f"app:{shop.id}", server_id=server.id, app_id=shop.id, data={
+        "enabled": True, "source": "letsencrypt", "issuer": "R11", "hostnames": ["shop.example.com"],
+        "autorenew": False, "expires_at": (NOW + timedelta(days=3, hours=1)).isoformat()}))
+    db.session.commit()
+    return server
+
+
+def _fragment(client, path: str, region: str) -> str:
+    return client.get(f"{path}?region={region}", headers={"HX-Request": "true"}).get_data(as_text=True)
+
+
+def test_the_https_regions_for_viewers(tls_world, app, viewer):
+    from tests.support.sessions import client_for
+
+    server_path, app_path = f"/servers/{tls_world.id}", f"/servers/{tls_world.id}/apps/shop"
+    as_viewer = client_for(app, viewer)
+    server_part = _fragment(as_viewer, server_path, "server-tls")
+    assert 'id="server-tls"' in server_part and "Certificates expiring within 14 days" in server_part
+    assert "missing</span>" in server_part and "3 days left" in server_part
+    assert "Add the renewal job" not in server_part and "Set email" not in server_part
+    app_part = _fragment(as_viewer, app_path, "app-tls")
+    assert 'id="app-tls"' in app_part and "R11" in app_part and "3 days left" in app_part
+    assert "renewal job is missing" in app_part
+    assert "Renew now" not in app_part and "Upload a certificate" not in app_part
+
+
+def test_the_https_regions_offer_admins_their_buttons(tls_world, app, admin):
+    from tests.support.sessions import client_for
+
+    server_path, app_path = f"/servers/{tls_world.id}", f"/servers/{tls_world.id}/apps/shop"
+    as_admin = client_for(app, admin)
+    assert "Add the renewal job" in _fragment(as_admin, server_path, "server-tls")
+    app_part = _fragment(as_admin, app_path, "app-tls")
+    assert "Renew now" in app_part and "Upload a certificate" in app_part and "Revoke" in app_part
