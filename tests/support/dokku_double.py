@@ -2091,6 +2091,13 @@ def _cert_facts(state: State, app: str) -> dict[str, str]:
     crt = _tls_dir(state, app) / "server.crt"
     if not crt.exists():
         return {}
+    # Kept beside the certificate (keyed by its hash): reports read it often, openssl is slow to start.
+    cache = state.app_dir(app) / ".tls-facts.json"
+    digest = hashlib.sha1(crt.read_bytes()).hexdigest()
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("sha1") == digest:
+            return cached["facts"]
     text = _openssl("x509", "-noout", "-in", str(crt), "-enddate", "-startdate", "-subject", "-issuer",
                     "-ext", "subjectAltName", "-nameopt", "compat")
     facts = {}
@@ -2100,6 +2107,7 @@ def _cert_facts(state: State, app: str) -> dict[str, str]:
             facts[name] = value.strip()
     facts["names"] = " ".join(part.strip()[4:] for part in text.split("X509v3 Subject Alternative Name:")[-1]
                               .split(",") if part.strip().startswith("DNS:"))
+    cache.write_text(json.dumps({"sha1": digest, "facts": facts}))
     return facts
 
 
