@@ -285,6 +285,11 @@ def certificate_add(ctx: OperationContext) -> None:
     key = upload.private_key
     command = tls.certs_add(app.name, tls.bundle(upload.certificate_pem, key), update=bool(ctx.payload.get("update")))
     ctx.run(dataclasses.replace(command, secrets=tuple(tls.key_forms(key))))
+    # The server now holds this one: keys of certificates it replaced are of no further use.
+    for older in db.session.scalars(select(UploadedCertificate).where(
+            UploadedCertificate.app_id == app.id, UploadedCertificate.id < upload.id)):
+        db.session.delete(older)
+    db.session.commit()
     _read_this_app(ctx)
 
 
