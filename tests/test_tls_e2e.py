@@ -248,6 +248,7 @@ def test_uploaded_certificate_checked_first_and_its_key_found_nowhere(smtp, app,
     finish(app)
     assert last("certificate.add").status == "succeeded"
     assert [c["argv"] for c in dokku.calls() if c["command"] == "certs:update"] == [["certs:update", "shop"]]
+    assert len(db.session.scalars(select(UploadedCertificate)).all()) == 1  # the replaced key is gone
     client.post(f"{app_url}/tls/certificate/remove")
     finish(app)
     assert last("certificate.remove").status == "succeeded" and entries("certificate.removed")
