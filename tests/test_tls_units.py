@@ -183,3 +183,39 @@ def test_drift_checks_notice_https_turned_on_or_off_outside_the_panel(tls_world,
     assert tls_service.outside_change(shop, {"active": "true"}, {"enabled": "true"}) is None
     assert tls_service.outside_change(shop, {"active": "false"}, {"enabled": "false"}) == \
         "HTTPS was turned off for shop outside the panel"
+
+
+def test_the_doubles_lego_failure_exits_with_legos_code_and_reads_in_plain_words(tmp_path):
+    """The double as a script (no SSH): letsencrypt:enable fails with lego's own exit code and output."""
+    import json
+    import os
+    import subprocess
+
+    from tests.support.sshd import DOUBLE_SOURCE
+
+    env = {**os.environ, "DOKKU_DOUBLE_ROOT": str(tmp_path), "DOKKU_QUIET_OUTPUT": "1"}
+
+    def dokku(*argv):
+        return subprocess.run(["/usr/bin/python3", "-I", "-S", str(DOUBLE_SOURCE), *argv], env=env,
+                              capture_output=True, text=True)
+
+    dokku("apps:create", "shop")
+    dokku("domains:add", "shop", "shop.example.com")
+    dokku("plugin:install", "https://github.com/dokku/dokku-letsencrypt.git", "--name", "letsencrypt")
+    assert dokku("letsencrypt:enable", "shop").returncode == 1  # no email yet
+    dokku("letsencrypt:set", "--global", "email", "ops@example.com")
+    (tmp_path / "control" / "lego").write_text(json.dumps({
+        "exit_code": 3, "times": 1, "output": "urn:ietf:params:acme:error:unauthorized :: Invalid response from "
+                                  "http://shop.example.com/.well-known/acme-challenge/x: 404"}))
+    done = dokku("letsencrypt:enable", "shop")
+    assert done.returncode == 3 and "Certificate retrieval failed!" in done.stdout
+    error = failure(tls.enable("shop"), done.returncode, done.stdout, done.stderr)
+    assert "could not reach shop over HTTP" in error.message and "code 3" in error.message
+    (tmp_path / "control" / "lego").write_text(json.dumps({"exit_code": 4, "times": 1, "output": "429 Too Many Requests"}))
+    limited = dokku("letsencrypt:enable", "shop")
+    assert limited.returncode == 4 and "Let's Encrypt rate-limited this request." in limited.stderr
+    assert "rate limit" in failure(tls.enable("shop"), 4, limited.stdout, limited.stderr).message
+    assert dokku("letsencrypt:enable", "shop").returncode == 0  # the fault is gone: issued
+    assert dokku("letsencrypt:active", "shop").stdout.strip() == "true"
+    skipped = dokku("letsencrypt:enable", "shop")
+    assert "Certificate is still valid for shop, skipping certificate request" in skipped.stdout
