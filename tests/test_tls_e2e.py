@@ -275,7 +275,7 @@ def test_uploaded_certificate_checked_first_and_its_key_found_nowhere(smtp, app,
 
 
 
-def test_an_older_plugin_is_read_by_trying_its_commands(app, client, logged_in, admin, sshd, dokku):
+def test_an_older_plugin_is_read_by_trying_its_commands(app, client, logged_in, admin, sshd, dokku, loopback_dns):
     """Plugin 0.23.0 calls itself 0.20.4, has no JSON report and prints no cron-job state; Dokku 0.36.0 has no
     `cron:list --global`: the page says what it cannot tell, and the app's state still comes through."""
     logged_in(admin)
@@ -288,7 +288,7 @@ def test_an_older_plugin_is_read_by_trying_its_commands(app, client, logged_in, 
     shop_id = shop.id
     dokku.create_app("shop")
     dokku.set_domains("shop", ["shop.example.com"])
-    app.config["DNS_RESOLVER"] = "127.0.0.1:9"  # nobody answers: the pre-check cannot tell, and does not block
+    loopback_dns.servfail = True  # the resolver fails: the pre-check cannot tell, and does not block
     page_url = f"/servers/{server.id}"
     (dokku.root / "letsencrypt").mkdir(exist_ok=True)
     (dokku.root / "letsencrypt" / "properties.json").write_text('{"--global": {"email": "ops@example.com"}}')

@@ -14,6 +14,8 @@ import pytest
 class LoopbackDns:
     def __init__(self):
         self.records: dict[str, list[str]] = {}
+        # True: every question is answered SERVFAIL (a resolver that cannot tell).
+        self.servfail = False
         self.questions: list[str] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -31,6 +33,10 @@ class LoopbackDns:
                 continue
             query = dns.message.from_wire(data)
             answer = dns.message.make_response(query)
+            if self.servfail:
+                answer.set_rcode(dns.rcode.SERVFAIL)
+                self._sock.sendto(answer.to_wire(), peer)
+                continue
             for question in query.question:
                 name = question.name.to_text().rstrip(".").lower()
                 self.questions.append(name)
