@@ -115,6 +115,8 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         # Dokku layer: how long to wait for a server, and how often to retry a flaky network.
         "SSH_CONNECT_TIMEOUT": _int("INTERCITY_SSH_CONNECT_TIMEOUT", 10),
+        # host[:port] of the DNS server TLS pre-checks ask; unset: the system's resolver.
+        "DNS_RESOLVER": os.environ.get("INTERCITY_DNS_RESOLVER") or None,
         "SSH_COMMAND_TIMEOUT": _int("INTERCITY_SSH_COMMAND_TIMEOUT", 600),
         "SSH_RETRIES": _int("INTERCITY_SSH_RETRIES", 2),
         # A worker (worker.py, or the single process's job thread) keeps its connection to a server

@@ -637,7 +637,7 @@ def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, mem
     page_url = f"/servers/{app.server_id}/apps/api"
     page = client.get(page_url)
     for region, also in (("app-status", ["app-head"]), ("env", []), ("domains", []),
-                         ("recent-region", ["recent-activity"]), ("deploy-source", [])):
+                         ("recent-region", ["recent-activity"]), ("deploy-source", []), ("app-tls", [])):
         response = client.get(page_url, query_string={"region": region}, headers=HTMX)
         body = text(response)
         ids = re.findall(r'<(?:div|section)[^>]* id="([^"]+)"', body)
@@ -647,7 +647,7 @@ def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, mem
     triggers = dict(re.findall(r'id="([^"]+)" hx-get="[^"]*" hx-select="[^"]*" hx-target="this" hx-swap="outerHTML"'
                                r'\s+hx-vals=\'[^\']*\' hx-trigger="([^"]+)"', text(page)))
     assert triggers == {region: f"refresh-{region} from:body"
-                        for region in ("app-status", "recent-region", "deploy-source")}
+                        for region in ("app-status", "recent-region", "deploy-source", "app-tls")}
     # without htmx, or for a region the page does not have, the whole page
     assert "<html" in text(client.get(page_url, query_string={"region": "app-status"}))
     assert "<html" in text(client.get(page_url, query_string={"region": "nope"}, headers=HTMX))
@@ -659,6 +659,7 @@ def test_server_and_key_pages_reload_their_regions_as_fragments(client, logged_i
     for url, region, also in ((f"/servers/{server.id}", "server-status", ["server-head"]),
                               (f"/servers/{server.id}", "apps-list", []),
                               (f"/servers/{server.id}", "recent-region", ["recent-activity"]),
+                              (f"/servers/{server.id}", "server-tls", []),
                               (f"/servers/{server.id}/deploy-keys", "remote-keys", [])):
         body = text(client.get(url, query_string={"region": region}, headers=HTMX))
         ids = re.findall(r'<(?:div|section)[^>]* id="([^"]+)"', body)

@@ -106,6 +106,14 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "server.reachable": ("server", False),
     "server.events_on_requested": ("server", False),
     "env_var.server_value_kept": ("security", True),
+    # HTTPS: Let's Encrypt and uploaded certificates; a missing renewal job alerts once per outage
+    "tls.enabled": ("security", False),
+    "tls.disabled": ("security", True),
+    "tls.revoked": ("security", True),
+    "certificate.added": ("security", True),
+    "certificate.removed": ("security", True),
+    "tls.cron_missing": ("security", True),
+    "tls.renewed": ("app", False),
     # Operations
     "operation.retry_requested": (BY_KIND, False),
     "operation.succeeded": (BY_KIND, False),

@@ -278,6 +278,22 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
                     else [Part(f"; it failed: {_event_detail(changes, 'reason')}")] if action == "service.export_failed"
                     else [])
             return [Part(done), Part(service, "target"), *_server_place(entry, "from"), *tail]
+        # HTTPS: the request entries of the TLS kinds, and the renewal job found missing
+        case "tls.enabled" | "tls.renewed" | "tls.disabled" | "tls.revoked" | "certificate.removed":
+            verb = {"tls.enabled": " enabled HTTPS with Let's Encrypt for ", "tls.renewed": " renewed the certificate of ",
+                    "tls.disabled": " turned Let's Encrypt off for ", "tls.revoked": " revoked the certificate of ",
+                    "certificate.removed": " removed the certificate of "}[action]
+            return [Part(verb), Part(entry.app_name or _label(entry), "target"), *_server_place(entry, "on")]
+        case "certificate.added":
+            data = _new(changes, "payload") or {}
+            cert = data.get("certificate") or {} if isinstance(data, dict) else {}
+            details = [", ".join(cert.get("names") or []), f"expires {str(cert.get('expires_at', ''))[:10]}",
+                       f"SHA-256 {cert.get('sha256', '')}"]
+            return [Part(" installed an uploaded certificate for "), Part(entry.app_name or _label(entry), "target"),
+                    *_server_place(entry, "on"), Part(f" ({'; '.join(d for d in details if d.strip())})")]
+        case "tls.cron_missing":
+            return [Part(" found the certificate renewal job missing on "),
+                    Part(entry.server_name or _label(entry), "target"), Part(": certificates there will not renew")]
         case "operation.retry_requested":
             return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
         case "operation.succeeded" | "operation.failed":

@@ -9,6 +9,7 @@ from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, attempt, back, recent_timeline,
     unconfirmed,
 )
+from intercity.blueprints import tls as tls_views
 from intercity.extensions import db
 from intercity.models import App, Domain, Server
 from intercity.services import drift as drift_service
@@ -26,11 +27,12 @@ REGIONS = {
     "app-status": ("apps/_status.html", "apps/_head.html"),
     "env": ("apps/_env.html",),
     "domains": ("apps/_domains.html",),
+    "app-tls": ("apps/_tls.html",),
     "recent-region": ("_partials/_recent_region.html",),
     "deploy-source": ("apps/_deploy_source.html",),
 }
 # Forms that change env vars or domains also refresh the head, the status (pending operations) and the activity.
-APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
+APP_OOB = "#flashes,#app-head,#app-status,#recent-activity,#app-tls"
 
 def _server(server_id: int) -> Server:
     return db.get_or_404(Server, server_id)
@@ -107,6 +109,7 @@ def _context(app: App, **forms) -> dict:
         recent_rows=recent_timeline(app.server_id, app.name),
         cards_page="app",
         app_oob=APP_OOB,
+        **tls_views.app_context(app),
     )
 
 
@@ -286,7 +289,8 @@ def add_domain(server_id: int, name: str):
         if error is None:
             domain, op = added
             shown = validation.domain_display(domain.hostname)
-            return back(_page(app) + "#domains", f"Adding {shown} to {app.name}…", "info", operation=op)
+            message = f"Adding {shown} to {app.name}…" + tls_views.renewal_hint(app, domain.hostname)
+            return back(_page(app) + "#domains", message, "info", operation=op)
     return _invalid(server_id, name, domain_form=form)
 
 

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 
 from intercity.blueprints import databases as database_views
 from intercity.blueprints import drift as drift_views
+from intercity.blueprints import tls as tls_views
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DeployKeyForm, ServerForm, attempt, back, recent_timeline, unconfirmed,
 )
@@ -25,6 +26,7 @@ REGIONS = {
     "apps-list": ("servers/_apps_list.html",),
     "services": ("servers/_services.html",),
     "drift": ("servers/_drift.html",),
+    "server-tls": ("servers/_tls.html",),
     "recent-region": ("_partials/_recent_region.html",),
 }
 KEY_REGIONS = {"remote-keys": ("servers/_remote_keys.html",)}
@@ -70,6 +72,7 @@ def show_context(server: Server, app_form: AppForm | None = None) -> dict:
         import_operations=region_operations("apps-list", server_id=server.id),
         **database_views.services_context(server),
         **drift_views.drift_context(server),
+        **tls_views.server_context(server),
         authorized_keys_line=server_service.authorized_keys_line(server),
         sudoers_line=server_service.sudoers_line(server),
         recent_rows=recent_timeline(server.id),

@@ -199,6 +199,10 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str], scr
             code,
         )
     failure = _service_failure(command, code, text, bangs)
+    if failure is None:
+        from intercity.dokku import tls  # it imports this module, so it is asked here
+
+        failure = tls.explain(command, code, text)
     if failure is not None:
         return failure
     from intercity.dokku.deploys import build_failure  # it imports this module's errors

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import backup_executors, deploy_executors, drift, drift_executors, executors, service_executors
+from intercity.jobs import (backup_executors, deploy_executors, drift, drift_executors, executors, service_executors,
+                           tls_executors)
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -185,3 +186,32 @@ declare("server.drift_check", category="server", title="check for changes made o
 declare("server.events_on", category="server", title="turn on Dokku's event log",
         executor=drift_executors.events_on, role="admin", app_level=False, page="server", region="drift",
         refreshes=("drift",), request_action="server.events_on_requested", deadline=60)
+# --- HTTPS (dokku-letsencrypt and certs:*): the plugin and renewal job per server, certificates per app --------
+
+declare("tls.refresh", category="server", title="read HTTPS on the server", executor=tls_executors.tls_refresh,
+        app_level=False, page="server", region="server-tls", refreshes=("server-tls",), deadline=120, read=True)
+declare("tls.install", category="server", title="install the letsencrypt plugin", executor=tls_executors.tls_install,
+        role="admin", app_level=False, page="server", region="server-tls", refreshes=("server-tls",), deadline=900)
+declare("tls.set_email", category="server", title="set the Let's Encrypt email",
+        executor=tls_executors.tls_set_email, role="admin", app_level=False, page="server", region="server-tls",
+        refreshes=("server-tls",), deadline=60)
+declare("tls.cron_add", category="security", title="add the certificate renewal job",
+        executor=tls_executors.tls_cron_add, role="admin", app_level=False, page="server", region="server-tls",
+        refreshes=("server-tls",), deadline=60)
+declare("tls.app_refresh", category="app", title="read the app's HTTPS", executor=tls_executors.tls_app_refresh,
+        region="app-tls", refreshes=("app-tls",), deadline=60, read=True)
+declare("tls.enable", category="security", title="enable HTTPS with Let's Encrypt", executor=tls_executors.tls_enable,
+        region="app-tls", refreshes=("app-tls",), request_action="tls.enabled", deadline=600)
+declare("tls.renew", category="app", title="renew the Let's Encrypt certificate", executor=tls_executors.tls_renew,
+        region="app-tls", refreshes=("app-tls",), request_action="tls.renewed", deadline=600)
+declare("tls.disable", category="security", title="disable Let's Encrypt", executor=tls_executors.tls_disable,
+        region="app-tls", refreshes=("app-tls",), request_action="tls.disabled", deadline=120)
+declare("tls.revoke", category="security", title="revoke the Let's Encrypt certificate",
+        executor=tls_executors.tls_revoke, region="app-tls", refreshes=("app-tls",), request_action="tls.revoked",
+        deadline=600)
+declare("certificate.add", category="security", title="install the uploaded certificate",
+        executor=tls_executors.certificate_add, region="app-tls", refreshes=("app-tls",),
+        request_action="certificate.added", deadline=120)
+declare("certificate.remove", category="security", title="remove the certificate",
+        executor=tls_executors.certificate_remove, region="app-tls", refreshes=("app-tls",),
+        request_action="certificate.removed", deadline=120)

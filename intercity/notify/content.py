@@ -12,7 +12,7 @@ from intercity.audit.categories import LABELS
 from intercity.audit.timeline import sentence
 from intercity.extensions import db
 from intercity.models import AuditEntry, NotificationPreference, NotificationTarget, OutboxMessage, User
-from intercity.notify import digest
+from intercity.notify import digest, tls_expiry
 from intercity.notify.links import external
 
 
@@ -98,7 +98,7 @@ def build(message: OutboxMessage):
         })
     categories = [(LABELS.get(name, name), count) for name, count in sorted(coverage.categories.items())]
     context = {
-        "coverage": coverage, "groups": groups, "categories": categories,
+        "coverage": coverage, "groups": groups, "categories": categories, "expiring": tls_expiry.expiring_lines(),
         "head": f"{coverage.until}:{coverage.head_hash}", "timeline": external("audit.timeline"),
         "account": external("account.show"),
         "unsubscribe": external("account.unsubscribe", token=unsubscribe_token(user)) if user is not None else None,

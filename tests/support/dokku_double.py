@@ -29,6 +29,8 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
     plugins/<name>            marker: the service plugin (postgres) is installed
     services/<plugin>/<svc>/  IMAGE, IMAGE_VERSION, PASSWORD, LINKS (one app a line) and
                               an optional STATUS (default running) of one service
+    plugins/letsencrypt, letsencrypt/, apps/<app>/tls/, apps/<app>/letsencrypt/
+                              dokku-letsencrypt and certs:* (see the TLS block below)
 
 Config storage: values are stored byte for byte, except that -- as in Dokku,
 whose godotenv 1.5.1 writes integers with ``%d`` -- a value that Go's
@@ -1322,6 +1324,7 @@ def cmd_domains_add(ctx: Context, args: list[str]) -> None:
             ctx.state.write_domains(app, current)
             ctx.console.info1(f"Added {domain} to {app}")
     log_event(ctx, "post-domains-update", app, "add", *domains)
+    _le_post_domains_update(ctx)
     _proxy_rebuild(ctx, app)
 
 
@@ -1351,6 +1354,7 @@ def cmd_domains_set(ctx: Context, args: list[str]) -> None:
     ctx.state.write_domains(app, domains)
     ctx.console.info1(f"Set {' '.join(domains)} for {app}")
     log_event(ctx, "post-domains-update", app, "set", *domains)
+    _le_post_domains_update(ctx)
     _proxy_rebuild(ctx, app)
 
 
@@ -2338,6 +2342,492 @@ ALIASES = {
 COMMANDS.update(DEPLOY_COMMANDS)
 
 GLOBAL_FLAGS = ("--quiet", "--trace", "--force")
+
+
+# ---- TLS: dokku-letsencrypt 0.25.1 and core certs:* / cron:list / plugin:* ----
+#
+# State: plugins/letsencrypt holds the plugin release the double behaves as (plugin.toml said 0.20.4 for
+# 0.21.0-0.25.0, so plugin:list shows 0.20.4 for those, and features are found by trying them);
+# letsencrypt/properties.json the `set` properties ("--global" and per app); letsencrypt/autorenew the
+# cron-job flag; apps/<app>/tls/server.{crt,key} the installed certificate; apps/<app>/letsencrypt/current
+# the sha1 of the certificate Let's Encrypt issued (what `active` compares). Certificates are made with the
+# openssl CLI, signed by a per-root stand-in CA named like Let's Encrypt's staging issuer.
+# Fault files: control/lego (JSON {"exit_code", "output", "times"}: lego fails), control/lego-days (the
+# validity of the next certificate, days), control/lego-revoke (lego's exit code for a failed revoke),
+# control/cron-unlisted (cron:list shows no renewal task although the flag is set).
+# Texts come from the plugin's sources (internal-functions, command-functions, tests/*.bats); where the
+# reference gives none (plugin:install's progress, cron:list's table, certs:add/update/remove, the
+# certs:report values' formats) they are INFERRED and marked so below.
+
+LE_VALID_KEYS = ("dns-provider", "email", "graceperiod", "server", "lego-args", "lego-docker-options")
+LE_GRACE = 2592000
+CORE_PLUGINS = ("00_dokku-standard", "apps", "certs", "config", "cron", "domains", "nginx-vhosts", "plugin", "ps")
+
+
+def _le_version(state: State) -> tuple[int, ...] | None:
+    path = state.root / "plugins" / "letsencrypt"
+    if not path.exists():
+        return None
+    return version_tuple(path.read_text().strip() or "0.25.1")
+
+
+def _le_require(ctx: Context, args: list[str], since: str = "0.8.8") -> tuple[int, ...]:
+    version = _le_version(ctx.state)
+    if version is None or version < version_tuple(since):
+        ctx.console.warn(f"`{' '.join([ctx.command, *args])}` is not a dokku command.")
+        ctx.console.fail("See `dokku help` for a list of available commands.")
+    return version
+
+
+def _le_props_path(state: State) -> Path:
+    return state.root / "letsencrypt" / "properties.json"
+
+
+def _le_props(state: State) -> dict:
+    path = _le_props_path(state)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _le_computed(state: State, app: str, key: str, default: str = "") -> str:
+    props = _le_props(state)
+    return props.get(app, {}).get(key) or props.get("--global", {}).get(key) or default
+
+
+def _tls_dir(state: State, app: str) -> Path:
+    return state.app_dir(app) / "tls"
+
+
+def _openssl(*args: str, stdin: bytes | None = None) -> str:
+    import subprocess
+
+    done = subprocess.run(["openssl", *args], input=stdin, capture_output=True)
+    if done.returncode != 0:
+        raise ValueError(done.stderr.decode(errors="replace").strip())
+    return done.stdout.decode(errors="replace")
+
+
+def _stand_in_ca(state: State) -> tuple[Path, Path]:
+    base = state.root / "letsencrypt" / "ca"
+    crt, key = base / "ca.crt", base / "ca.key"
+    if not crt.exists():
+        base.mkdir(parents=True, exist_ok=True)
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(key), "-out", str(crt), "-days", "3650",
+                 "-subj", "/C=US/O=(STAGING) Let's Encrypt/CN=(STAGING) Double Ersatz R11")
+    return crt, key
+
+
+def _issue(state: State, app: str, domains: list[str], days: int) -> None:
+    ca_crt, ca_key = _stand_in_ca(state)
+    directory = _tls_dir(state, app)
+    directory.mkdir(parents=True, exist_ok=True)
+    key, csr, ext, crt = (directory / name for name in ("server.key", "server.csr", "san.ext", "server.crt"))
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={domains[0]}")
+    ext.write_text("subjectAltName=" + ",".join(f"DNS:{d}" for d in domains) + "\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-days", str(days), "-extfile", str(ext), "-out", str(crt))
+    csr.unlink()
+    ext.unlink()
+    marker = state.app_dir(app) / "letsencrypt"
+    marker.mkdir(exist_ok=True)
+    (marker / "current").write_text(hashlib.sha1(crt.read_bytes()).hexdigest() + "\n")
+
+
+def _cert_facts(state: State, app: str) -> dict[str, str]:
+    crt = _tls_dir(state, app) / "server.crt"
+    if not crt.exists():
+        return {}
+    # Kept beside the certificate (keyed by its hash): reports read it often, openssl is slow to start.
+    cache = state.app_dir(app) / ".tls-facts.json"
+    digest = hashlib.sha1(crt.read_bytes()).hexdigest()
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("sha1") == digest:
+            return cached["facts"]
+    text = _openssl("x509", "-noout", "-in", str(crt), "-enddate", "-startdate", "-subject", "-issuer",
+                    "-ext", "subjectAltName", "-nameopt", "compat")
+    facts = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in ("notAfter", "notBefore", "subject", "issuer"):
+            facts[name] = value.strip()
+    facts["names"] = " ".join(part.strip()[4:] for part in text.split("X509v3 Subject Alternative Name:")[-1]
+                              .split(",") if part.strip().startswith("DNS:"))
+    cache.write_text(json.dumps({"sha1": digest, "facts": facts}))
+    return facts
+
+
+def _le_active(state: State, app: str) -> bool:
+    current = state.app_dir(app) / "letsencrypt" / "current"
+    crt = _tls_dir(state, app) / "server.crt"
+    return current.exists() and crt.exists() and \
+        current.read_text().strip() == hashlib.sha1(crt.read_bytes()).hexdigest()
+
+
+def _le_expiration(state: State, app: str) -> str:
+    facts = _cert_facts(state, app)
+    if not facts.get("notAfter"):
+        return ""
+    stamp = datetime.datetime.strptime(" ".join(facts["notAfter"].split()), "%b %d %H:%M:%S %Y %Z")
+    return str(int(stamp.replace(tzinfo=datetime.timezone.utc).timestamp()))
+
+
+def _le_app_domains(state: State, app: str) -> list[str]:
+    return [d for d in state.read_domains(app) if d != "_"]
+
+
+def _le_check_email(ctx: Context, app: str) -> None:
+    if not _le_computed(ctx.state, app, "email"):
+        ctx.console.warn("ERROR: Cannot request a certificate without an e-mail address!")
+        ctx.console.warn("  please provide your e-mail address using")
+        ctx.console.warn(f"  dokku letsencrypt:set {app} email <e-mail>")
+        raise DokkuExit(1)
+
+
+def _le_post_domains_update(ctx: Context) -> None:
+    """The plugin's post-domains-update trigger (on add and set, for every app): it does not re-issue."""
+    if _le_version(ctx.state) is not None:
+        ctx.console.warn("Please run dokku letsencrypt:enable to add https support to the new domain")
+
+
+def cmd_plugin_installed(ctx: Context, args: list[str]) -> None:
+    name = args[0] if args else ""
+    if not (name in CORE_PLUGINS or (ctx.state.root / "plugins" / name).exists()):
+        raise DokkuExit(1)
+
+
+def cmd_plugin_list(ctx: Context, args: list[str]) -> None:
+    json_format = args[:2] == ["--format", "json"]
+    if args and not json_format:
+        ctx.console.fail("Invalid flag passed")  # INFERRED
+    if json_format and not ctx.since("0.38.22"):
+        ctx.console.fail("Invalid flag passed")  # INFERRED: plugin:list learnt --format json in 0.38.22
+    rows = [{"name": name, "version": DEFAULT_VERSION if name in CORE_PLUGINS else "", "enabled": True,
+             "core": name in CORE_PLUGINS, "description": f"dokku core {name} plugin"} for name in CORE_PLUGINS]
+    plugins = ctx.state.root / "plugins"
+    for entry in sorted(plugins.iterdir()) if plugins.is_dir() else []:
+        version = entry.read_text().strip() or "1.48.0"
+        if entry.name == "letsencrypt" and version_tuple("0.21.0") <= version_tuple(version) <= version_tuple("0.25.0"):
+            version = "0.20.4"  # plugin.toml was not bumped from 0.21.0 to 0.25.0
+        rows.append({"name": entry.name, "version": version, "enabled": True, "core": False,
+                     "description": f"dokku {entry.name} plugin"})
+    if json_format:
+        ctx.console.out(json.dumps([{**row, "source_url": "", "committish": "", "branch": ""} for row in rows]))
+        return
+    for row in rows:
+        ctx.console.out(f"  {row['name']:<20} {row['version']:<7} enabled    {row['description']}")
+
+
+def cmd_plugin_install(ctx: Context, args: list[str]) -> None:
+    _require_root(ctx)
+    url = args[0] if args else ""
+    name = args[args.index("--name") + 1] if "--name" in args[:-1] else \
+        re.sub(r"^dokku-", "", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+    plugins = ctx.state.root / "plugins"
+    plugins.mkdir(exist_ok=True)
+    # INFERRED progress text.
+    ctx.console.info1(f"Cloning plugin repo {url} to /var/lib/dokku/plugins/available/{name}")
+    (plugins / name).write_text("0.25.1\n" if name == "letsencrypt" else "")
+    ctx.console.info1(f"Plugin {name} enabled")
+
+
+def cmd_le_set(ctx: Context, args: list[str]) -> None:
+    _le_require(ctx, args, "0.20.0")
+    target = args[0] if args else ""
+    if target != "--global":
+        ctx.verify_app_bash(target)
+    key = args[1] if len(args) > 1 else ""
+    if not key:
+        ctx.console.fail("No key specified")
+    if key not in LE_VALID_KEYS and not key.startswith("dns-provider-"):
+        ctx.console.fail("Invalid key specified, valid keys include: dns-provider, dns-provider-*, email, "
+                         "graceperiod, server, lego-args, lego-docker-options")
+    props = _le_props(ctx.state)
+    value = " ".join(args[2:])
+    if value:
+        props.setdefault(target, {})[key] = value
+        ctx.console.info2(f"Setting {key} to {value}", quiet_able=True)
+    else:
+        props.setdefault(target, {}).pop(key, None)
+        ctx.console.info2(f"Unsetting {key}", quiet_able=True)
+    path = _le_props_path(ctx.state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(props))
+
+
+def cmd_le_active(ctx: Context, args: list[str]) -> None:
+    _le_require(ctx, args, "0.15.0")
+    app = args[0] if args else ""
+    ctx.verify_app_bash(app)
+    ctx.console.out("true" if _le_active(ctx.state, app) else "false")
+
+
+def _le_report_values(ctx: Context, app: str) -> dict[str, str]:
+    values = {}
+    for key in ("dns-provider", "email", "graceperiod", "lego-args", "lego-docker-options", "server"):
+        glob = _le_props(ctx.state).get("--global", {}).get(key, "")
+        own = "" if app == "--global" else _le_props(ctx.state).get(app, {}).get(key, "")
+        default = {"graceperiod": str(LE_GRACE), "server": "https://acme-v02.api.letsencrypt.org/directory"}.get(key, "")
+        values[f"global-{key}"] = glob
+        if app != "--global":
+            values[key] = own
+            values[f"computed-{key}"] = own or glob or default
+    if app != "--global":
+        values["active"] = "true" if _le_active(ctx.state, app) else "false"
+        values["autorenew"] = "true" if (ctx.state.root / "letsencrypt" / "autorenew").exists() else "false"
+        values["expiration"] = _le_expiration(ctx.state, app)
+    return values
+
+
+def cmd_le_report(ctx: Context, args: list[str]) -> None:
+    version = _le_require(ctx, args)
+    json_format = "--format" in args
+    if json_format and version < version_tuple("0.24.0"):
+        # INFERRED: before 0.24.0 `--format` is taken for an info flag.
+        ctx.console.fail("Invalid flag passed, valid flags: --letsencrypt-active, --letsencrypt-autorenew, "
+                         "--letsencrypt-email, --letsencrypt-expiration")
+    positional = [a for a in args if not a.startswith("--") or a == "--global"]
+    positional = [a for a in positional if a != "json"]
+    targets = positional[:1] or ctx.state.app_names()
+    for target in targets:
+        if target != "--global":
+            ctx.verify_app_bash(target)
+        values = _le_report_values(ctx, target)
+        if json_format:
+            ctx.console.out(json.dumps(values, separators=(",", ":")))  # jq -c
+        else:
+            ctx.console.info2(f"{target} letsencrypt information", quiet_able=True)
+            for key, value in sorted(values.items()):
+                ctx.console.verbose(f"{ucfirst(('Letsencrypt ' + key).replace('-', ' ')) + ':':<31}{value}")
+
+
+def cmd_le_enable(ctx: Context, args: list[str]) -> None:
+    version = _le_require(ctx, args)
+    app = args[0] if args else ""
+    force = "--force" in args or "-f" in args
+    ctx.verify_app_bash(app)
+    console = ctx.console
+    domains = _le_app_domains(ctx.state, app)
+    if not domains:
+        console.warn(f"No domains detected for {app}")
+        raise DokkuExit(1)
+    console.info2(f"Enabling letsencrypt for {app}")
+    _le_check_email(ctx, app)
+    expiration = _le_expiration(ctx.state, app)
+    if version >= version_tuple("0.25.0") and not force and _le_active(ctx.state, app) and expiration \
+            and int(expiration) - time.time() > int(_le_computed(ctx.state, app, "graceperiod", str(LE_GRACE))):
+        console.info1(f"Certificate is still valid for {app}, skipping certificate request")
+        console.info1("Pass --force to letsencrypt:enable to request a new certificate anyway")
+        return
+    console.info1(f"Enabling ACME proxy for {app}...")
+    console.info1(f"Getting letsencrypt certificate for {app} via HTTP-01")
+    for domain in domains:
+        console.err(f"        - Domain '{domain}'")
+    fault = _take_control(ctx.state, "lego")
+    if fault is not None:
+        output = fault.get("output", "")
+        for line in output.splitlines():
+            console.out("       " + line)
+        if re.search(r"urn:ietf:params:acme:error:rateLimited|429.*Too Many Requests|too many certificates|"
+                     r"too many failed authorizations", output):
+            console.warn("Let's Encrypt rate-limited this request.")
+            console.warn("See https://letsencrypt.org/docs/rate-limits/ for the active limits and remediation guidance.")
+            console.warn(f"Use 'dokku letsencrypt:set {app} server staging' while iterating to avoid the production limits.")
+        console.info1("Certificate retrieval failed!")
+        console.info1(f"Disabling ACME proxy for {app}...")
+        console.warn("Failed to setup letsencrypt")
+        console.fail("Check log output for further information on failure", int(fault.get("exit_code", 1)))
+    days_path = ctx.state.control_dir / "lego-days"
+    days = int(days_path.read_text().strip()) if days_path.exists() else 90
+    console.info1("Certificate retrieved successfully.")
+    console.info1("Installing let's encrypt certificates")
+    _issue(ctx.state, app, domains, days)
+    console.info1(f"Disabling ACME proxy for {app}...")
+    console.info1("Done")
+
+
+def _take_control(state: State, name: str) -> dict | None:
+    path = state.control_dir / name
+    if not path.exists():
+        return None
+    fault = json.loads(path.read_text() or "{}")
+    times = fault.get("times")
+    if times is not None:
+        if times <= 1:
+            path.unlink()
+        else:
+            path.write_text(json.dumps({**fault, "times": times - 1}))
+    return fault
+
+
+def _remove_tls(state: State, app: str) -> None:
+    shutil.rmtree(_tls_dir(state, app), ignore_errors=True)
+    shutil.rmtree(state.app_dir(app) / "letsencrypt", ignore_errors=True)
+
+
+def cmd_le_disable(ctx: Context, args: list[str]) -> None:
+    _le_require(ctx, args, "0.10.0")
+    app = args[0] if args else ""
+    ctx.verify_app_bash(app)
+    ctx.console.info1("Disabling letsencrypt for app")
+    ctx.console.verbose(f"Removing letsencrypt files for {app}")
+    ctx.console.verbose(f"Removing SSL endpoint from {app}")
+    _remove_tls(ctx.state, app)
+    ctx.console.info1("Done")
+
+
+def cmd_le_revoke(ctx: Context, args: list[str]) -> None:
+    _le_require(ctx, args)
+    app = args[0] if args else ""
+    ctx.verify_app_bash(app)
+    _le_check_email(ctx, app)
+    console = ctx.console
+    console.info2(f"Revoke letsencrypt certificate from {app}...")
+    console.info1(f"Revoking letsencrypt certificate for {app} via HTTP-01")
+    fault = _take_control(ctx.state, "lego-revoke")
+    if fault is not None:
+        # The plugin returns 0 here (`fn-letsencrypt-acme-revoke ... || true` in effect).
+        console.info1(f"Certificate revocation failed (code {int(fault.get('exit_code', 1))})!")
+    else:
+        console.info1("Certificate revoked successfully.")
+        _remove_tls(ctx.state, app)
+    console.info1("Done")
+
+
+def cmd_le_cron_job(ctx: Context, args: list[str]) -> None:
+    version = _le_require(ctx, args)
+    flag = args[0] if args else ""
+    marker = ctx.state.root / "letsencrypt" / "autorenew"
+    if flag == "--add":
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        ctx.console.info1("Added cron job to dokku's crontab.")
+    elif flag == "--remove":
+        marker.unlink(missing_ok=True)
+        ctx.console.info1("Removed cron job from dokku's crontab.")
+    elif not flag:
+        if version < version_tuple("0.25.0"):
+            return  # INFERRED: no status before 0.25.0; the bare form printed nothing
+        if marker.exists():
+            ctx.console.info2("Auto-renew cron job is enabled", quiet_able=True)
+            ctx.console.verbose("Run 'dokku letsencrypt:cron-job --remove' to disable.")
+        else:
+            ctx.console.info2("Auto-renew cron job is not enabled", quiet_able=True)
+            ctx.console.verbose("Run 'dokku letsencrypt:cron-job --add' to enable.")
+    else:
+        ctx.console.fail(f"Invalid flag '{flag}', specify --add, --remove, or no flag to display status.")
+
+
+def cmd_cron_list(ctx: Context, args: list[str]) -> None:
+    if not ctx.since("0.36.7"):
+        parse_flags(ctx, args)  # before 0.36.7 --global is an unknown flag (pflag: exit 2)
+    flags, positional = parse_flags(ctx, args, bools=("global",), strings=("format",))
+    tasks = []
+    if (ctx.state.root / "letsencrypt" / "autorenew").exists() and _le_version(ctx.state) is not None \
+            and not (ctx.state.control_dir / "cron-unlisted").exists():
+        tasks.append(("letsencrypt-auto-renew", "24 6 * * *", "dokku letsencrypt:auto-renew"))
+    if not flags["global"]:
+        ctx.verify_app(positional[0] if positional else "")
+        tasks = []
+    # INFERRED table layout.
+    ctx.console.out(f"{'ID':<26} {'Schedule':<12} Command")
+    for task in tasks:
+        ctx.console.out(f"{task[0]:<26} {task[1]:<12} {task[2]}")
+
+
+def _certs_read_tar(ctx: Context) -> tuple[bytes, bytes]:
+    import io
+    import tarfile
+
+    data = sys.stdin.buffer.read() if ctx.stdin_pipe else b""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            names = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+            crt = next((tar.extractfile(m).read() for n, m in names.items() if n.endswith(".crt")), None)
+            key = next((tar.extractfile(m).read() for n, m in names.items() if n.endswith(".key")), None)
+    except tarfile.TarError:
+        crt = key = None
+    if not crt or not key:
+        ctx.console.fail("Tar archive must contain a .crt and a .key file")  # INFERRED
+    return crt, key
+
+
+def _certs_install(ctx: Context, args: list[str], update: bool) -> None:
+    app = args[0] if args else ""
+    ctx.verify_app_bash(app)
+    if update and not (_tls_dir(ctx.state, app) / "server.crt").exists():
+        ctx.console.fail(f"An app-specific SSL endpoint is not defined for {app}")  # INFERRED
+    crt, key = _certs_read_tar(ctx)
+    try:
+        cert_key = _openssl("x509", "-noout", "-pubkey", stdin=crt)
+        own_key = _openssl("pkey", "-pubout", stdin=key)
+    except ValueError:
+        ctx.console.fail("Certificate or key is not valid")  # INFERRED
+    if cert_key.strip() != own_key.strip():
+        ctx.console.fail("Certificate and key do not match")  # INFERRED
+    _remove_tls(ctx.state, app)
+    directory = _tls_dir(ctx.state, app)
+    directory.mkdir(parents=True)
+    (directory / "server.crt").write_bytes(crt)
+    (directory / "server.key").write_bytes(key)
+    ctx.console.info1(f"{'Updating' if update else 'Adding'} SSL endpoint for {app}...")  # INFERRED
+
+
+def cmd_certs_add(ctx: Context, args: list[str]) -> None:
+    _certs_install(ctx, args, update=False)
+
+
+def cmd_certs_update(ctx: Context, args: list[str]) -> None:
+    _certs_install(ctx, args, update=True)
+
+
+def cmd_certs_remove(ctx: Context, args: list[str]) -> None:
+    app = args[0] if args else ""
+    ctx.verify_app_bash(app)
+    if not (_tls_dir(ctx.state, app) / "server.crt").exists():
+        ctx.console.fail(f"An app-specific SSL endpoint is not defined for {app}")  # INFERRED
+    _remove_tls(ctx.state, app)
+    ctx.console.info1(f"Removing SSL endpoint from {app}...")  # INFERRED
+
+
+def _certs_values(ctx: Context, app: str) -> dict[str, str]:
+    facts = _cert_facts(ctx.state, app)
+    return {
+        "--ssl-dir": f"{DOKKU_HOME}/{app}/tls",
+        "--ssl-enabled": "true" if facts else "false",
+        "--ssl-hostnames": facts.get("names", ""),
+        "--ssl-expires-at": facts.get("notAfter", ""),  # INFERRED format: openssl's notAfter
+        "--ssl-issuer": facts.get("issuer", ""),
+        "--ssl-starts-at": facts.get("notBefore", ""),
+        "--ssl-subject": facts.get("subject", ""),
+        "--ssl-verified": "self signed" if facts and facts.get("issuer") == facts.get("subject") else
+        ("verified by a certificate authority" if facts else ""),  # INFERRED wording
+    }
+
+
+def cmd_certs_report(ctx: Context, args: list[str]) -> None:
+    run_report(ctx, "ssl", args, lambda app: _certs_values(ctx, app), legacy_keys=False)
+
+
+TLS_COMMANDS = {
+    "plugin:installed": cmd_plugin_installed,
+    "plugin:list": cmd_plugin_list,
+    "plugin:install": cmd_plugin_install,
+    "letsencrypt:set": cmd_le_set,
+    "letsencrypt:active": cmd_le_active,
+    "letsencrypt:report": cmd_le_report,
+    "letsencrypt:enable": cmd_le_enable,
+    "letsencrypt:disable": cmd_le_disable,
+    "letsencrypt:revoke": cmd_le_revoke,
+    "letsencrypt:cron-job": cmd_le_cron_job,
+    "cron:list": cmd_cron_list,
+    "certs:add": cmd_certs_add,
+    "certs:update": cmd_certs_update,
+    "certs:remove": cmd_certs_remove,
+    "certs:report": cmd_certs_report,
+}
+COMMANDS.update(TLS_COMMANDS)
 
 
 def stdin_is_pipe() -> bool:

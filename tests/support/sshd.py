@@ -286,6 +286,43 @@ class DokkuDouble:
         with open(path, "a", encoding="utf-8") as handle:
             for text in texts:
                 handle.write(f"{stamp}.{time.time_ns() % 10**9:09d}Z app[{process}.1]: {text}\n")
+    # TLS (dokku-letsencrypt, certs) ---------------------------------------
+    @_shared_files
+    def install_letsencrypt(self, release: str = "0.25.1") -> None:
+        """The plugin as of `release` (0.21.0-0.25.0 list themselves as 0.20.4, as the real ones do)."""
+        (self.root / "plugins").mkdir(exist_ok=True)
+        (self.root / "plugins" / "letsencrypt").write_text(release + "\n")
+
+    def letsencrypt_properties(self) -> dict:
+        return _double._le_props(self._state)
+
+    def renewal_job(self) -> bool:
+        return (self.root / "letsencrypt" / "autorenew").exists()
+
+    @_shared_files
+    def remove_renewal_job(self) -> None:
+        """As `letsencrypt:cron-job --remove` (or a lost crontab) leaves it."""
+        (self.root / "letsencrypt" / "autorenew").unlink(missing_ok=True)
+
+    @_shared_files
+    def fail_lego(self, exit_code: int, output: str = "", times: int | None = 1) -> None:
+        fault = {"exit_code": exit_code, "output": output}
+        if times is not None:
+            fault["times"] = times
+        (self.root / "control" / "lego").write_text(json.dumps(fault))
+
+    @_shared_files
+    def certificate_days(self, days: int) -> None:
+        """How long the next certificate Let's Encrypt issues is valid."""
+        (self.root / "control" / "lego-days").write_text(str(days))
+
+    @_shared_files
+    def fail_revoke(self, exit_code: int = 1) -> None:
+        (self.root / "control" / "lego-revoke").write_text(json.dumps({"exit_code": exit_code, "times": 1}))
+
+    def tls_files(self, app: str) -> dict[str, bytes]:
+        directory = self._state.app_dir(app) / "tls"
+        return {p.name: p.read_bytes() for p in directory.iterdir()} if directory.is_dir() else {}
 
     # calls -----------------------------------------------------------------
     def calls(self) -> list[dict]:
