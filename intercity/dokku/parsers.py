@@ -202,7 +202,7 @@ def _known_failure(command: Command, code: int, text: str, bangs: list[str], scr
     if failure is None:
         from intercity.dokku import tls  # it imports this module, so it is asked here
 
-        failure = tls.explain(command, code, text)
+        failure = tls.explain_failure(command, code, text)
     if failure is not None:
         return failure
     from intercity.dokku.deploys import build_failure  # it imports this module's errors

@@ -233,7 +233,7 @@ def _lines(text: str) -> list[str]:
     return [line[len(_BANG):].strip() if line.startswith(_BANG) else line.strip() for line in text.splitlines()]
 
 
-def explain(command: Command, code: int, text: str):
+def explain_failure(command: Command, code: int, text: str):
     """The DokkuError a failed TLS command amounts to, or None when it is no TLS command."""
     kind = command.kind
     if not (kind.startswith(("letsencrypt:", "certs:", "cron:")) or kind in ("plugin:install", "plugin:installed",
