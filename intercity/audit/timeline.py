@@ -134,7 +134,7 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
     action = entry.action
     label = Part(_label(entry), "code" if entry.target_type == "env_var" else "target")
     caused = []
-    if entry.caused_by:
+    if entry.caused_by and not entry.caused_by.startswith("revert:"):
         parent = entry.caused_by.split(":")[0]
         caused = [Part(f", with its {parent.replace('_', ' ')}")]
 
@@ -156,6 +156,9 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" changed "), label, *_app_place(entry)]
         case "env_var.deleted":
             return [Part(" removed "), label, *_app_place(entry, "from"), *caused]
+        case "env_var.revealed" if _new(changes, "as_of"):
+            return [Part(" revealed the value of "), label, Part(f" as of #{_new(changes, 'as_of')}"),
+                    *_app_place(entry)]
         case "env_var.revealed":
             return [Part(" revealed the value of "), label, *_app_place(entry)]
         case "domain.created":
@@ -317,7 +320,8 @@ def sentence(entry: AuditEntry, operation: Operation | None = None) -> Sentence:
     if entry.action == "user.created" and entry.actor_kind == "anonymous":
         # Only the first-run page creates a user without a logged-in actor: the person setting up.
         return Sentence([Part(_label(entry), "actor"), Part(" set up the panel and became its first admin")])
-    return Sentence([*_actor(entry), *predicate(entry, operation)])
+    revert = [Part(f" (revert of #{entry.caused_by[7:]})")] if (entry.caused_by or "").startswith("revert:") else []
+    return Sentence([*_actor(entry), *predicate(entry, operation), *revert])
 
 
 # -- rows: an entry with its operation, outcome and command runs ----------------------------------

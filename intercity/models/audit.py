@@ -32,6 +32,8 @@ class AuditEntry(db.Model):
         # Search (migration 0007): key:, domain:, target:. PostgreSQL also has a trigram index over
         # query.SENTENCE_SQL for free text, created by the migration only (an expression index).
         Index("ix_audit_entries_target_label_seq", "target_label", "seq"),
+        # Reverts name what they revert as caused_by "revert:<seq>" (migration 0016).
+        Index("ix_audit_entries_caused_by", "caused_by"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
