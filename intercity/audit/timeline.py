@@ -289,6 +289,8 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" used a recovery code of "), label, *([Part(f" ({left} left)")] if left is not None else [])]
         case "user.recovery_codes_regenerated":
             return [Part(" made new recovery codes for "), label]
+        case "settings.changed" if entry.target_label == "value_history_keep":
+            return [Part(f" set the panel to keep the last {_new(changes, 'value')} values per variable")]
         case "settings.changed" if entry.target_label == "require_2fa":
             on = _new(changes, "value") == "on"
             return [Part(" required two-factor login for everyone" if on else

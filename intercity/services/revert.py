@@ -117,7 +117,8 @@ def plan(entry: AuditEntry) -> Plan | None:
 def _plan_env(result: Plan, app: App) -> None:
     entry, key = result.entry, result.entry.target_label
     changes = entry.changes
-    if "key" in changes or "linked_service" in changes:
+    renamed = entry.action == "env_var.updated" and "key" in changes
+    if renamed or any(side for side in changes.get("linked_service") or ()):
         result.reason = "Renames and service links are undone where they were made, not from the log."
         return
     before, after = _fingerprints(entry, "value_fingerprint")
