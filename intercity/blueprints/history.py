@@ -46,7 +46,7 @@ def _user():
 
 
 @bp.post("/audit/<seq:seq>/revert")
-@login_required
+@require_role("member")  # and the role of the change itself (deploy keys: admin), checked below
 def revert_entry(seq: int):
     entry = _entry(seq)
     found = revert.plan(entry)
