@@ -82,7 +82,7 @@ def test_env_changes_revert_to_the_kept_value_marked_and_linked_both_ways(app, m
         assert "secret-value" not in entry.diff
 
 
-def test_a_value_the_retention_dropped_can_no_longer_be_restored(app, admin, member, client):
+def test_a_value_the_retention_dropped_can_no_longer_be_restored(app, admin, member, client, make_app):
     with acting(admin):
         assert retention.set_keep(admin, "2") is True
         db.session.commit()
@@ -97,6 +97,12 @@ def test_a_value_the_retention_dropped_can_no_longer_be_restored(app, admin, mem
     with pytest.raises(ValidationError, match="no longer kept"):
         do_revert(second, member)
     db.session.rollback()
+    admin_client = make_app().test_client()
+    log_in(admin_client, admin)
+    assert admin_client.post("/settings/retention", data={"keep": "x"}).status_code == 422
+    assert admin_client.post("/settings/retention", data={"keep": "3"}).status_code == 303
+    db.session.expire_all()
+    assert retention.keep() == 3
     log_in(client, member)
     page = client.get(f"/audit/{second.seq}").get_data(as_text=True)
     assert "no longer kept" in page and 'action="/audit/' not in page.split('id="revert"')[1]
@@ -176,6 +182,19 @@ def test_revert_through_the_pages_asks_first_when_superseded_and_viewers_cannot(
     assert one.seq < first_change.seq
     for value in ("value-number-one", "value-number-two", "value-number-three"):
         assert value not in page
+
+    # The app as of the second value: TOKEN differs from today's, its value is kept, shown only when revealed.
+    second = first_change  # TOKEN held value-number-two right after it
+    as_of_page = client.get(f"/audit/{second.seq}/as-of").get_data(as_text=True)
+    assert "<code>TOKEN</code>" in as_of_page and "changed since" in as_of_page and ">Reveal</button>" in as_of_page
+    assert "value-number" not in as_of_page
+    revealed = client.post(f"/audit/{second.seq}/as-of/env/TOKEN/reveal", headers={"HX-Request": "true"})
+    assert "value-number-two" in revealed.get_data(as_text=True)
+    reveal = last_entry("env_var.revealed")
+    assert reveal.changes == {"as_of": [None, second.seq]} and reveal.actor_email == member.email
+    assert f"as of #{second.seq}" in str(timeline.sentence(reveal))
+    # Before the variable existed (the app's creation), it is one added since.
+    assert "added since" in client.get(f"/audit/{one.seq - 1}/as-of").get_data(as_text=True)
 
 
 def make_app_row():

@@ -216,8 +216,8 @@ def caused(session, cause: str):
     info[CAUSE] = cause
     try:
         yield
-    finally:
         session.flush()  # while the cause still holds
+    finally:
         if previous is None:
             info.pop(CAUSE, None)
         else:
