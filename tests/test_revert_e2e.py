@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from intercity.extensions import db
-from intercity.models import App, AuditEntry, DeployKey, Operation
+from intercity.models import App, AppliedValue, AuditEntry, DeployKey, Operation
 from intercity.services import value_history
 from tests.support.builders import make_app
 from tests.support.panel import ED25519, finish
@@ -25,7 +25,8 @@ def newest(action: str) -> AuditEntry:
                               .order_by(AuditEntry.seq.desc()).limit(1)).one()
 
 
-def test_reverts_bring_the_server_back_with_two_linked_entries_each(app, client, logged_in, admin, sshd, dokku):
+def test_reverts_bring_the_server_back_with_two_linked_entries_each(app, client, logged_in, admin, sshd, dokku,
+                                                                     caplog):
     server = ready_server(sshd)
     make_app(server, name="api")
     dokku.create_app("api")
@@ -70,3 +71,11 @@ def test_reverts_bring_the_server_back_with_two_linked_entries_each(app, client,
         assert f"Reverted by <a href=\"/audit/{mark.seq}\">#{mark.seq}</a>" in text(client.get(f"/audit/{entry.seq}"))
         assert f"(revert of #{entry.seq})" in text(client.get(f"/audit/{mark.seq}"))
     assert_no_secret_in_transcripts("first-e2e-value", "second-e2e-value")
+    # Secret probe: no value on the pages a revert involves, in any column of the record, or in the logs.
+    pages = [text(client.get(url)) for url in (f"/audit/{reverted[0].seq}", f"/audit/{reverted[0].seq}/as-of",
+                                               "/audit", f"{base}/audit", base)]
+    record = [str(cell) for model in (AuditEntry, Operation, AppliedValue)
+              for row in db.session.execute(select(model.__table__)).mappings() for cell in row.values()]
+    for value in ("first-e2e-value", "second-e2e-value"):
+        for where in (*pages, *record, caplog.text):
+            assert value not in where and value.encode().hex() not in where
