@@ -177,6 +177,8 @@ def test_revert_through_the_pages_asks_first_when_superseded_and_viewers_cannot(
     assert mark.actor_email == member.email and mark.request_ip is not None
     page = client.get(f"/audit/{first_change.seq}").get_data(as_text=True)
     assert f'Reverted by <a href="/audit/{mark.seq}">#{mark.seq}</a>' in page
+    assert f'reverted by <a href="/audit/{mark.seq}">#{mark.seq}</a>' in \
+        client.get(f"/servers/{app_row.server_id}/apps/api/audit").get_data(as_text=True)
     assert f'revert of <a href="/audit/{first_change.seq}">#{first_change.seq}</a>' in \
         client.get(f"/audit/{mark.seq}").get_data(as_text=True)
     assert one.seq < first_change.seq

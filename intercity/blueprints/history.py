@@ -27,6 +27,12 @@ def may_revert(entry) -> bool:
     return role is not None and current_user.is_authenticated and current_user.can(role)
 
 
+@bp.app_template_global("reverted_by")
+def reverted_by(entry) -> list[int]:
+    """Seqs of the entries that revert this one (one indexed lookup; rows ask only for revertable actions)."""
+    return revert.reverted_by(entry.seq)
+
+
 @bp.app_template_global("revert_plan")
 def revert_plan(entry):
     return revert.plan(entry)
