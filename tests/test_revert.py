@@ -112,13 +112,16 @@ def test_a_value_the_retention_dropped_can_no_longer_be_restored(app, admin, mem
         retention.set_keep(admin, "0")
 
 
-def test_domains_and_deploy_keys_revert_both_ways(app, admin, member):
+def test_domains_and_deploy_keys_revert_both_ways(app, admin, member, viewer):
     server = make_server(name="prod-1")
     app_row = builders.make_app(server, name="api")
     with acting(member):
         domains.add_domain(app_row, member, hostname="shop.example.com")
         db.session.commit()
     added = last_entry("domain.")
+    with pytest.raises(NotAllowed):
+        revert.revert(added, viewer)
+    db.session.rollback()
     do_revert(added, member)
     assert db.session.scalar(select(Domain).where(Domain.app_id == app_row.id)) is None
     removed = last_entry("domain.")
