@@ -33,22 +33,21 @@ def test_reverts_bring_the_server_back_with_two_linked_entries_each(app, client,
     logged_in(admin)
     base = f"/servers/{server.id}/apps/api"
 
+    # Every change is queued at once: each scope applies its operations in the order they were asked for.
     client.post(f"{base}/env", data={"key": "TOKEN", "value": "first-e2e-value", "restart": "y"})
-    finish(app)
-    app_row = db.session.scalar(select(App).where(App.name == "api"))
-    value_history.remember_env(app_row, "TOKEN", "first-e2e-value")  # what the executor keeps
-    db.session.commit()
     client.post(f"{base}/env/TOKEN/edit", data={"value": "second-e2e-value", "restart": "y"})
     client.post(f"{base}/domains", data={"domain": "shop.example.com"})
     keys_url = f"/servers/{server.id}/deploy-keys"
     preview = text(client.post(keys_url, data={"name": "alice", "public_key": ED25519}))
     fingerprint = re.search(r'<code id="preview-fingerprint">(.*?)</code>', preview).group(1)
     client.post(keys_url, data={"name": "alice", "public_key": ED25519, "confirmed": fingerprint})
-    finish(app)
+    app_row = db.session.scalar(select(App).where(App.name == "api"))
     key = db.session.scalar(select(DeployKey))
+    # What the executor keeps once the server took each value (in that order).
+    value_history.remember_env(app_row, "TOKEN", "first-e2e-value")
+    value_history.remember_env(app_row, "TOKEN", "second-e2e-value")
     value_history.remember("deploy_key", server_id=server.id, app_id=None, name="alice", value=key.public_key,
                            fingerprint=key.fingerprint)
-    value_history.remember_env(app_row, "TOKEN", "second-e2e-value")
     db.session.commit()
     client.post(f"{keys_url}/{key.id}/remove", data={"confirmed": "1"})
     finish(app)
