@@ -1,7 +1,7 @@
 """Undo a change from its entry (Revert), and an app as it was at any entry."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -27,9 +27,22 @@ def may_revert(entry) -> bool:
     return role is not None and current_user.is_authenticated and current_user.can(role)
 
 
+@bp.app_template_global("preload_reverted_by")
+def preload_reverted_by(items) -> str:
+    """One query for the "reverted by" links of a page of (day, row) items, instead of one per row."""
+    seqs = [row.entry.seq for _, row in items if row.entry.action in revert.REVERTABLE]
+    g.reverted_by = {seq: [] for seq in seqs}
+    for seq, mark in revert.reverted_by_many(seqs):
+        g.reverted_by[seq].append(mark)
+    return ""
+
+
 @bp.app_template_global("reverted_by")
 def reverted_by(entry) -> list[int]:
-    """Seqs of the entries that revert this one (one indexed lookup; rows ask only for revertable actions)."""
+    """Seqs of the entries that revert this one (preloaded for a timeline page, else one indexed lookup)."""
+    known = g.get("reverted_by")
+    if known is not None and entry.seq in known:
+        return known[entry.seq]
     return revert.reverted_by(entry.seq)
 
 

@@ -49,6 +49,16 @@ def reverted_by(seq: int) -> list[int]:
                                    .order_by(AuditEntry.seq)))
 
 
+def reverted_by_many(seqs: list[int]) -> list[tuple[int, int]]:
+    """(reverted seq, reverting seq) pairs for these entries, in one query."""
+    if not seqs:
+        return []
+    rows = db.session.execute(select(AuditEntry.caused_by, AuditEntry.seq)
+                              .where(AuditEntry.caused_by.in_([cause_of(seq) for seq in seqs]))
+                              .order_by(AuditEntry.seq))
+    return [(int(cause[len(PREFIX):]), seq) for cause, seq in rows]
+
+
 @dataclass
 class Plan:
     """What reverting an entry would do, or why it cannot; `superseded_by` asks for a confirmation first."""
