@@ -11,6 +11,7 @@ drops its unwritten entries.
 from __future__ import annotations
 
 import enum
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import event, inspect
@@ -34,6 +35,8 @@ MARKS = "audit_savepoint_marks"
 HEAD = "audit_head"
 # Actions of the entries this transaction wrote (notifications look after commit whether any is alerted).
 WRITTEN = "audit_written_actions"
+# Why the changes flushed now happen ("revert:12"): entries without a parent's cause carry it in caused_by.
+CAUSE = "audit_cause"
 
 
 class UnauditedChange(RuntimeError):
@@ -226,16 +229,33 @@ def pending(session) -> list[dict]:
     return session.info.setdefault(PENDING, [])
 
 
+@contextmanager
+def caused(session, cause: str):
+    """Entries of the changes flushed inside this block say why they happened (`caused_by`), e.g. "revert:12"."""
+    info = session.info
+    previous = info.get(CAUSE)
+    info[CAUSE] = cause
+    try:
+        yield
+        session.flush()  # while the cause still holds
+    finally:
+        if previous is None:
+            info.pop(CAUSE, None)
+        else:
+            info[CAUSE] = previous
+
+
 def _after_flush(session, flush_context):
     entries = None
     context = _Context()
+    cause = session.info.get(CAUSE)
     for obj in session.new:
         plan = _plan(type(obj))
         if plan is None:
             continue
         if plan.parents:
             _load_parents(session, obj, plan)
-        entry = _entry_for(obj, plan, "created", _snapshot(obj, plan, deleted=False), context)
+        entry = _entry_for(obj, plan, "created", _snapshot(obj, plan, deleted=False), context, caused_by=cause)
         if entry:
             entries = entries if entries is not None else pending(session)
             entries.append(entry)
@@ -248,7 +268,7 @@ def _after_flush(session, flush_context):
             continue
         diff = _changes(state, plan)
         if diff:
-            entry = _entry_for(obj, plan, "updated", diff, context)
+            entry = _entry_for(obj, plan, "updated", diff, context, caused_by=cause)
             if entry:
                 entries = entries if entries is not None else pending(session)
                 entries.append(entry)
@@ -264,7 +284,7 @@ def _after_flush(session, flush_context):
             if plan is None:
                 continue
             entry = _entry_for(obj, plan, "deleted", _snapshot(obj, plan, deleted=True), context,
-                               caused_by=_deleted_parent(obj, plan, by_identity))
+                               caused_by=_deleted_parent(obj, plan, by_identity) or cause)
             if entry:
                 entries = entries if entries is not None else pending(session)
                 entries.append(entry)
@@ -364,9 +384,10 @@ def record_event(session, action: str, *, category: str | None = None, **fields)
 
     The entry belongs to the current transaction: it is written at commit and dropped by a rollback.
     """
-    entry = make_entry(action, category, **fields)
     if isinstance(session, scoped_session):
         session = session()
+    fields.setdefault("caused_by", session.info.get(CAUSE))
+    entry = make_entry(action, category, **fields)
     if not session.in_transaction():
         session.begin()  # so that rollback() or close() discards the entry with the rest
     pending(session).append(entry)

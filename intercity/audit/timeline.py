@@ -154,7 +154,7 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
     action = entry.action
     label = Part(_label(entry), "code" if entry.target_type == "env_var" else "target")
     caused = []
-    if entry.caused_by:
+    if entry.caused_by and not entry.caused_by.startswith("revert:"):
         parent = entry.caused_by.split(":")[0]
         caused = [Part(f", with its {parent.replace('_', ' ')}")]
 
@@ -178,6 +178,9 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" changed "), label, *_app_place(entry)]
         case "env_var.deleted":
             return [Part(" removed "), label, *_app_place(entry, "from"), *caused]
+        case "env_var.revealed" if _new(changes, "as_of"):
+            return [Part(" revealed the value of "), label, Part(f" as of #{_new(changes, 'as_of')}"),
+                    *_app_place(entry)]
         case "env_var.revealed":
             return [Part(" revealed the value of "), label, *_app_place(entry)]
         case "domain.created":
@@ -346,6 +349,8 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             return [Part(" used a recovery code of "), label, *([Part(f" ({left} left)")] if left is not None else [])]
         case "user.recovery_codes_regenerated":
             return [Part(" made new recovery codes for "), label]
+        case "settings.changed" if entry.target_label == "value_history_keep":
+            return [Part(f" set the panel to keep the last {_new(changes, 'value')} values per variable")]
         case "settings.changed" if entry.target_label == "require_2fa":
             on = _new(changes, "value") == "on"
             return [Part(" required two-factor login for everyone" if on else
@@ -377,7 +382,8 @@ def sentence(entry: AuditEntry, operation: Operation | None = None) -> Sentence:
     if entry.action == "user.created" and entry.actor_kind == "anonymous":
         # Only the first-run page creates a user without a logged-in actor: the person setting up.
         return Sentence([Part(_label(entry), "actor"), Part(" set up the panel and became its first admin")])
-    return Sentence([*_actor(entry), *predicate(entry, operation)])
+    revert = [Part(f" (revert of #{entry.caused_by[7:]})")] if (entry.caused_by or "").startswith("revert:") else []
+    return Sentence([*_actor(entry), *predicate(entry, operation), *revert])
 
 
 # -- rows: an entry with its operation, outcome and command runs ----------------------------------

@@ -12,7 +12,7 @@ from intercity.blueprints.panel_support import attempt
 from intercity.extensions import db
 from intercity.models import NotificationTarget, OutboxMessage
 from intercity.notify import mailer, outbox
-from intercity.services import notifications, two_factor
+from intercity.services import notifications, retention, two_factor
 from intercity.web import render, require_role
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -37,11 +37,15 @@ class TwoFactorPolicyForm(FlaskForm):
     required = BooleanField("Require two-factor login for everyone", id="require-2fa")
 
 
+class RetentionForm(FlaskForm):
+    keep = StringField("Earlier values kept per variable", id="retention-keep")
+
+
 def _user():
     return current_user._get_current_object()
 
 
-def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None):
+def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None, retention_form=None):
     targets = db.session.scalars(select(NotificationTarget).order_by(NotificationTarget.id)).all()
     test_message = db.session.get(OutboxMessage, test_id) if test_id else None
     return render_template(
@@ -50,6 +54,7 @@ def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None):
         target_form=target_form or TargetForm(formdata=None), post_form=PostForm(), test_message=test_message,
         policy_form=TwoFactorPolicyForm(formdata=None, data={"required": two_factor.required()}),
         without_2fa=two_factor.users_without(),
+        retention_form=retention_form or RetentionForm(formdata=None, data={"keep": str(retention.keep())}),
     ), status
 
 
@@ -74,6 +79,20 @@ def two_factor_policy():
         flash("Two-factor login is now required for everyone: whoever has not set it up is walked through it at "
               "their next page." if on else "Two-factor login is no longer required.", "success")
     return redirect(url_for(".show") + "#two-factor", code=303)
+
+
+@bp.post("/retention")
+@require_role("admin")
+def retention_policy():
+    """How many earlier values per variable the value history keeps (what Revert and "as of" can restore)."""
+    form = RetentionForm()
+    if form.validate_on_submit():
+        changed, error = attempt(lambda: retention.set_keep(_user(), form.keep.data), form, "keep")
+        if error is None:
+            if changed:
+                flash(f"The panel now keeps the last {retention.keep()} values per variable.", "success")
+            return redirect(url_for(".show") + "#retention", code=303)
+    return _page(422, retention_form=form)
 
 
 @bp.post("/test-mail")

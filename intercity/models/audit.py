@@ -32,6 +32,8 @@ class AuditEntry(db.Model):
         # Search (migration 0007): key:, domain:, target:. PostgreSQL also has a trigram index over
         # query.SENTENCE_SQL for free text, created by the migration only (an expression index).
         Index("ix_audit_entries_target_label_seq", "target_label", "seq"),
+        # Reverts name what they revert as caused_by "revert:<seq>" (migration 0016).
+        Index("ix_audit_entries_caused_by", "caused_by"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -57,7 +59,8 @@ class AuditEntry(db.Model):
     request_ip: Mapped[str | None] = mapped_column(String(64))
     request_user_agent: Mapped[str | None] = mapped_column(String(512))
     request_id: Mapped[str | None] = mapped_column(String(64))
-    # Set on a child's entry when its parent's deletion removed it, e.g. "app:12".
+    # Why the change happened: "app:12" on a child's entry when its parent's deletion removed it,
+    # "revert:34" on the entries of a revert of entry #34 (services.revert).
     caused_by: Mapped[str | None] = mapped_column(String(64))
     operation_id: Mapped[int | None] = mapped_column(Integer)
     prev_hash: Mapped[str] = mapped_column(String(64))

@@ -6,9 +6,10 @@ from sqlalchemy import delete, select
 from intercity import crypto
 from intercity.extensions import db
 from intercity.models import AppliedValue
+from intercity.services import retention
 
-# How many values per variable (or deploy key name) are kept when the admin has not said.
-DEFAULT_KEEP = 10
+# How many values per variable (or deploy key name) are kept when the admin has not said (see services.retention).
+DEFAULT_KEEP = retention.DEFAULT
 
 
 def _conditions(kind: str, server_id: int, app_id: int | None, name: str) -> tuple:
@@ -21,8 +22,13 @@ def _scope(kind: str, server_id: int, app_id: int | None, name: str):
 
 
 def remember(kind: str, *, server_id: int, app_id: int | None, name: str, value: str, fingerprint: str,
-             operation_id: int | None = None, keep: int = DEFAULT_KEEP) -> AppliedValue:
-    """Record that the server holds `value` for `name` (once per change: the same value seen again is not a new row)."""
+             operation_id: int | None = None, keep: int | None = None) -> AppliedValue:
+    """Record that the server holds `value` for `name` (once per change: the same value seen again is not a new row).
+
+    Without `keep`, the admin's retention (services.retention) says how many values of `name` stay.
+    """
+    if keep is None:
+        keep = retention.keep()
     newest = db.session.scalar(_scope(kind, server_id, app_id, name).order_by(AppliedValue.id.desc()).limit(1))
     if newest is not None and newest.fingerprint == fingerprint:
         return newest
@@ -35,7 +41,7 @@ def remember(kind: str, *, server_id: int, app_id: int | None, name: str, value:
 
 
 def remember_env(app, key: str, value: str, *, operation_id: int | None = None,
-                 keep: int = DEFAULT_KEEP) -> AppliedValue:
+                 keep: int | None = None) -> AppliedValue:
     return remember("env", server_id=app.server_id, app_id=app.id, name=key, value=value,
                     fingerprint=crypto.fingerprint(value), operation_id=operation_id, keep=keep)
 
