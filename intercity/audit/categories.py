@@ -82,6 +82,7 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "domain.deleted": ("app", False),
     # Operations
     "operation.retry_requested": (BY_KIND, False),
+    "operation.discarded": (BY_KIND, False),
     "operation.succeeded": (BY_KIND, False),
     "operation.failed": (BY_KIND, False),
 }

@@ -234,6 +234,9 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
             plugin, _, service = _label(entry).partition(" ")
             return [Part(f" revealed the connection URL of {plugin} service "), Part(service, "target"),
                     *_server_place(entry, "on")]
+        case "operation.discarded":
+            return [Part(" discarded the failed change to "), Part(str(_new(changes, "discarded")), "code"),
+                    Part(f" (#{_new(changes, 'of_operation')})"), *_app_place(entry)]
         case "operation.retry_requested":
             return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
         case "operation.succeeded" | "operation.failed":
