@@ -445,20 +445,39 @@ class Outcome:
         return json.loads(self.diff or "{}")
 
 
+@dataclass(frozen=True)
+class Chained:
+    """An operation as its chained request entry tells it (what sentences need), not as its mutable row says."""
+
+    kind: str
+
+    @property
+    def kind_info(self):
+        return kinds.get(self.kind)
+
+
 def rows(entries: list[AuditEntry], session=None) -> list[Row]:
     """Rows for entries, with their operations, outcome entries and command runs (three queries a chunk)."""
     session = session or db.session
     operation_ids = sorted({e.operation_id for e in entries if e.operation_id is not None})
     operations: dict[int, Operation] = {}
     outcomes: dict[int, Outcome] = {}
+    requested: dict[int, tuple[int, str | None]] = {}  # operation id -> (seq, kind) of its request entry
     runs: dict[int, list[Run]] = {}
     for chunk in _chunks(operation_ids):
         for op in session.scalars(select(Operation).where(Operation.id.in_(chunk))):
             operations[op.id] = op
         # No ORDER BY: it would tempt SQLite into walking the seq index; the newest outcome wins below.
-        for op_id, seq, action, diff in session.execute(
-                select(AuditEntry.operation_id, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
-                .where(AuditEntry.operation_id.in_(chunk), AuditEntry.action.in_(query.OUTCOME_ACTIONS))):
+        # The request entries come along: an operation's kind (hence title) is read from them too.
+        for op_id, seq, action, diff, target_type in session.execute(
+                select(AuditEntry.operation_id, AuditEntry.seq, AuditEntry.action, AuditEntry.diff,
+                       AuditEntry.target_type)
+                .where(AuditEntry.operation_id.in_(chunk),
+                       AuditEntry.action.in_(query.OUTCOME_ACTIONS) | (AuditEntry.target_type == "operation"))):
+            if action not in query.OUTCOME_ACTIONS:
+                if op_id not in requested or requested[op_id][0] > seq:
+                    requested[op_id] = (seq, _new(json.loads(diff or "{}"), "kind"))
+                continue
             if op_id not in outcomes or outcomes[op_id].seq < seq:
                 outcomes[op_id] = Outcome(seq, action, diff)
         for run in session.scalars(select(CommandRun).where(CommandRun.operation_id.in_(chunk))
@@ -481,7 +500,9 @@ def rows(entries: list[AuditEntry], session=None) -> list[Row]:
             outcome = op.outcome
         else:
             outcome = None
-        result.append(Row(entry, sentence(entry, op), op, outcome, outcome_entry,
+        kind = requested.get(entry.operation_id, (None, None))[1] if entry.operation_id is not None else None
+        chained = Chained(kind) if kind in kinds.KINDS else op
+        result.append(Row(entry, sentence(entry, chained), op, outcome, outcome_entry,
                           runs.get(entry.operation_id, []) if entry.operation_id is not None else []))
     return result
 
