@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select, text as sql
+from sqlalchemy import func, select, text as sql
 
 from intercity import crypto, validation
 from intercity.extensions import db
@@ -44,7 +44,12 @@ def test_each_state_of_an_env_row(client, logged_in, member):
         finish_operation(op, "succeeded")
     db.session.commit()
     # What the read-back showed: SEEN as wanted, DRIFT otherwise (someone ran config:set by hand).
+    before = db.session.scalar(select(func.count(AuditEntry.id)))
+    changed = fresh(EnvVar, key="SEEN").updated_at
     readings.env_seen(app.id, {"SEEN": "a", "DRIFT": "changed by hand"})
+    # A reading is no change of the panel's: no entry, and "Changed" keeps its time.
+    assert db.session.scalar(select(func.count(AuditEntry.id))) == before
+    assert fresh(EnvVar, key="SEEN").updated_at == changed
     db.session.execute(sql("UPDATE env_vars SET applied_seen_at = NULL WHERE key IN ('OLD', 'WAIT')"))
     db.session.commit()
     body = text(client.get(url))
@@ -204,3 +209,22 @@ def test_a_removed_deploy_key_comes_back_from_the_history(client, auth, logged_i
     logged_in(member)
     refused = client.post(f"/operations/{op.id}/discard", data={"name": "alice"})
     assert refused.status_code == 403, refused.get_data(as_text=True)[-1500:]
+
+
+def test_an_app_whose_create_failed_is_discarded_from_the_panel(client, logged_in, member):
+    from intercity.models import App
+
+    logged_in(member)
+    server = make_server(name="prod-1")
+    client.post(f"/servers/{server.id}/apps", data={"name": "api"})
+    [op] = operations("app.create")
+    finish_operation(op, "failed", reason="prod-1 is unreachable.")
+    db.session.commit()
+    listing = text(client.get(f"/servers/{server.id}"))
+    row = re.search(r"<strong>api</strong>.*?</tr>", listing, re.S).group(0)
+    assert ">failed<" in row and ">Discard<" in row
+    assert ">failed<" in text(client.get(f"/servers/{server.id}/apps/api")).split('id="app-head"')[1][:3000]
+    client.post(f"/operations/{op.id}/discard", data={"name": "api", "confirmed": "1"})
+    assert fresh(App, name="api") is None and len(operations()) == 1
+    assert [e.action for e in db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq))][-2:] == \
+        ["app.deleted", "operation.discarded"]
