@@ -423,14 +423,13 @@ def server_check(ctx: OperationContext) -> None:
     server.dokku_version = str(found)
     server.remote_keys = keys
     server.remote_keys_checked_at = utcnow()
-    readings.keys_seen(server.id, keys, ctx.op_id)
-    server = ctx.server()
     server.status = "ready"
     server.status_message = f"Connected as {server.ssh_user}; Dokku {found}."
     server.seen_host_key_type = None
     server.seen_host_key_fingerprint = None
     server.last_checked_at = utcnow()
     db.session.commit()
+    readings.keys_seen(ctx.server_id, keys, ctx.op_id)
 
 
 def server_refresh_keys(ctx: OperationContext) -> None:
