@@ -228,3 +228,21 @@ def test_an_app_whose_create_failed_is_discarded_from_the_panel(client, logged_i
     assert fresh(App, name="api") is None and len(operations()) == 1
     assert [e.action for e in db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq))][-2:] == \
         ["app.deleted", "operation.discarded"]
+
+
+def test_a_discard_after_a_lost_command_makes_sure_on_the_server(app, member):
+    from intercity.services import env as env_service
+
+    web = make_app(make_server(name="prod-1"), name="api")
+    result = env_service.set_var(web, member, key="MAYBE", value="may-have-landed")
+    db.session.commit()
+    op = result.operation
+    finish_operation(op, "failed", reason="dokku did not finish within 8 s.")
+    op.commands_in_doubt = True
+    db.session.commit()
+    found = discard.plan(op, member, "MAYBE")
+    assert found.runs_command and "may have landed" in found.sentence
+    discard.discard(op, member, "MAYBE")
+    db.session.commit()
+    assert fresh(EnvVar, key="MAYBE") is None
+    assert operations("env.apply")[-1].data == {"set": [], "unset": ["MAYBE"], "restart": True}
