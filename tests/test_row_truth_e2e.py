@@ -11,7 +11,6 @@ from sqlalchemy import select
 from intercity import crypto
 from intercity.extensions import db
 from intercity.models import App, AppliedValue, DeployKey, Domain, EnvVar, Server
-from tests.support.builders import make_app
 from tests.support.panel import ED25519, ED25519_OTHER, finish, install_panel_key, operations
 from tests.support.ssh_fixtures import make_dokku_server
 

@@ -17,11 +17,11 @@ from intercity import validation
 from intercity.audit.capture import record_event
 from intercity.audit.rules import Scope
 from intercity.dokku import commands, parsers, ssh
-from intercity.jobs import readings
 from intercity.dokku.commands import Command, DokkuVersion
 from intercity.dokku.parsers import DokkuError
 from intercity.dokku.transcript import NOT_STORED, Redactor, display_argv, stored_stream, stores_output
 from intercity.extensions import db
+from intercity.jobs import readings
 from intercity.models import App, CommandRun, DeployKey, Domain, EnvVar, Operation, Server
 from intercity.models.base import utcnow
 from intercity.validation import ValidationError
