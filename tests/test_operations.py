@@ -230,6 +230,13 @@ def test_import_brings_apps_env_vars_and_domains_in(app, member, dokku, dokku_se
     exports = [run for run in runs(op) if json.loads(run.argv)[1] == "config:export"]
     assert [run.stdout for run in exports] == [NOT_STORED]
     assert db.session.scalar(select(App).where(App.name == "known")).imported is False
+    # What was read is what the server has: imported rows start applied, and the values are kept (encrypted).
+    from intercity.services import row_state, value_history
+
+    assert imported.on_server is True and {d.hostname: d.on_server for d in imported.domains} == {"api.example.com": True}
+    assert {k: v.state for k, v in row_state.env_views(imported).items()} == {"PIN": "applied", "SECRET_KEY": "applied"}
+    assert value_history.latest("env", server_id=imported.server_id, app_id=imported.id,
+                                name="SECRET_KEY").value == "imported-secret-value"
 
 
 def test_import_from_an_old_dokku_uses_the_text_formats(app, member, dokku, sshd):
@@ -259,6 +266,7 @@ def test_restart_of_an_undeployed_app_fails_and_refresh_reads_ps_report(app, mem
     assert_succeeded(refreshed)
     web = db.session.get(App, web.id)
     assert web.ps_status == {"deployed": True, "processes": 1, "running": True}
+    assert web.on_server is True and web.applied_seen_at is not None
 
 
 def test_a_read_writes_its_outcome_entry_only_when_it_fails(app, member, dokku, dokku_server):

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from intercity.extensions import db
+from intercity.jobs import readings
 from intercity.models import App, DeployKey, Domain, EnvVar, Operation, Server
 from tests.support.sessions import log_in
 from tests.support.builders import make_app, make_server
@@ -679,6 +680,7 @@ def test_each_env_row_says_whether_its_change_reached_the_server(client, logged_
     finish_operation(offline, "failed", reason="prod-1 is unreachable (connection refused).")
     finish_operation(good, "succeeded")
     finish_operation(gone, "succeeded")
+    readings.env_seen(app.id, {"GOOD": "x2", "GONE": "x3"})  # the read-back of a change that succeeded
     client.post(url + "/env/GONE/remove", data={"confirmed": "1"})
     [removal] = [op for op in operations("env.apply") if op.data["unset"] == ["GONE"]]
     finish_operation(removal, "failed", reason="Dokku said no.")

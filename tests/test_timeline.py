@@ -46,7 +46,7 @@ def entry_ids(body: str) -> list[int]:
 
 def visible_ids(*conditions) -> list[int]:
     return list(db.session.scalars(query.entries_statement(list(conditions), limit=None)
-                                   .with_only_columns(AuditEntry.id)))
+                                   .with_only_columns(AuditEntry.seq)))
 
 
 def get(client, url: str, htmx: bool = False, **headers):
@@ -202,7 +202,7 @@ def test_outcomes_fold_into_the_entry_that_asked_for_the_work(client, logged_in,
     logged_in(history.viewer)
     _, body = get(client, "/audit")
     shown = set(entry_ids(body))
-    outcome_ids = set(db.session.scalars(select(AuditEntry.id).where(AuditEntry.action.in_(query.OUTCOME_ACTIONS))))
+    outcome_ids = set(db.session.scalars(select(AuditEntry.seq).where(AuditEntry.action.in_(query.OUTCOME_ACTIONS))))
     assert outcome_ids and not (outcome_ids & shown)
     rows = {row.entry.action + ":" + (row.entry.target_label or ""): row
             for row in timeline.rows(db.session.scalars(select(AuditEntry)).all())}
@@ -397,7 +397,7 @@ def test_a_pending_entry_updates_itself_until_its_operation_ends(client, logged_
     logged_in(history.dev)
     restart = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "app.restart_requested"))
     _, page = get(client, "/audit")
-    row = re.search(rf'<li class="tl-entry[^"]*" id="entry-{restart.id}"[^>]*>', page).group(0)
+    row = re.search(rf'<li class="tl-entry[^"]*" id="entry-{restart.seq}"[^>]*>', page).group(0)
     assert f'hx-get="/audit/{restart.seq}"' in row and 'hx-trigger="every 2s"' in row and "outcome-pending" in row
 
     response, polled = get(client, f"/audit/{restart.seq}", htmx=True)

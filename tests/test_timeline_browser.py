@@ -128,20 +128,20 @@ def test_a_pending_entry_turns_applied_without_a_reload(page, history):
     login(page, "dev@example.com")
     restart = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "app.restart_requested"))
     page.goto(f"/servers/{history.server.id}/apps/api/audit")
-    badge = page.locator(f"#entry-{restart.id} .badge")
+    badge = page.locator(f"#entry-{restart.seq} .badge")
     assert badge.inner_text().strip() == "pending"
     finish_operation(history.restart_op, runs=[{"argv": ["dokku", "ps:restart", "api"], "stdout": "Restarted"}])
-    page.wait_for_selector(f"#entry-{restart.id} .badge.applied", timeout=8000)
-    assert page.get_attribute(f"#entry-{restart.id}", "hx-trigger") is None
-    page.click(f"#entry-{restart.id} summary")
-    assert "dokku ps:restart api" in page.inner_text(f"#entry-{restart.id} .runs")
+    page.wait_for_selector(f"#entry-{restart.seq} .badge.applied", timeout=8000)
+    assert page.get_attribute(f"#entry-{restart.seq}", "hx-trigger") is None
+    page.click(f"#entry-{restart.seq} summary")
+    assert "dokku ps:restart api" in page.inner_text(f"#entry-{restart.seq} .runs")
 
 
 def test_an_open_pending_entry_stays_open_while_it_polls_and_after_it_ends(page, history):
     login(page, "dev@example.com")
     restart = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "app.restart_requested"))
     page.goto(f"/servers/{history.server.id}/apps/api/audit")
-    row = f"#entry-{restart.id}"
+    row = f"#entry-{restart.seq}"
     page.click(f"{row} summary")
     assert page.get_attribute(f"{row} details", "open") is not None
     with page.expect_response(lambda r: urlsplit(r.url).path == f"/audit/{restart.seq}", timeout=8000) as polled:

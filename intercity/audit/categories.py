@@ -116,6 +116,7 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "tls.renewed": ("app", False),
     # Operations
     "operation.retry_requested": (BY_KIND, False),
+    "operation.discarded": (BY_KIND, False),
     "operation.succeeded": (BY_KIND, False),
     "operation.failed": (BY_KIND, False),
 }

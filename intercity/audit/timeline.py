@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 
 from intercity.audit import drift_words, query
 from intercity.audit.rules import REDACTED
@@ -297,6 +297,9 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
         case "tls.cron_missing":
             return [Part(" found the certificate renewal job missing on "),
                     Part(entry.server_name or _label(entry), "target"), Part(": certificates there will not renew")]
+        case "operation.discarded":
+            return [Part(" discarded the failed change to "), Part(str(_new(changes, "discarded")), "code"),
+                    Part(f" (#{_new(changes, 'of_operation')})"), *_app_place(entry)]
         case "operation.retry_requested":
             return [Part(" retried "), Part(f"“{_op_title(entry, operation)}”"), *_app_place(entry)]
         case "operation.succeeded" | "operation.failed":
@@ -508,33 +511,51 @@ class Outcome:
         return json.loads(self.diff or "{}")
 
 
+@dataclass(frozen=True)
+class Chained:
+    """An operation as its chained request entry tells it (what sentences need), not as its mutable row says."""
+
+    kind: str
+
+    @property
+    def kind_info(self):
+        return kinds.get(self.kind)
+
+
 def rows(entries: list[AuditEntry], session=None) -> list[Row]:
-    """Rows for entries, with their operations, outcome entries and command runs (three queries a chunk)."""
+    """Rows for entries, with their operations, request and outcome entries and command runs (two queries a chunk)."""
     session = session or db.session
     operation_ids = sorted({e.operation_id for e in entries if e.operation_id is not None})
     operations: dict[int, Operation] = {}
     outcomes: dict[int, Outcome] = {}
+    requested: dict[int, tuple[int, str | None]] = {}  # operation id -> (seq, kind) of its request entry
     runs: dict[int, list[Run]] = {}
-    def outcome_seen(op_id: int, seq: int | None, action: str, diff: str) -> None:
-        if seq is not None and (op_id not in outcomes or outcomes[op_id].seq < seq):
+
+    def entry_seen(op_id: int, seq: int | None, action: str | None, diff: str) -> None:
+        if seq is None:
+            return
+        if action not in query.OUTCOME_ACTIONS:  # the request entry: an operation's kind (hence title) is read there
+            if op_id not in requested or requested[op_id][0] > seq:
+                requested[op_id] = (seq, _new(json.loads(diff or "{}"), "kind"))
+        elif op_id not in outcomes or outcomes[op_id].seq < seq:
             outcomes[op_id] = Outcome(seq, action, diff)
 
+    chained = or_(AuditEntry.action.in_(query.OUTCOME_ACTIONS), AuditEntry.target_type == "operation")
     for chunk in _chunks(operation_ids):
-        # The operations with their outcome entries in one round trip (a page asks for both).
+        # The operations with their request and outcome entries in one round trip (a page asks for all).
         # No ORDER BY: it would tempt SQLite into walking the seq index; the newest outcome wins.
         for op, seq, action, diff in session.execute(
                 select(Operation, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
-                .outerjoin(AuditEntry, and_(AuditEntry.operation_id == Operation.id,
-                                            AuditEntry.action.in_(query.OUTCOME_ACTIONS)))
+                .outerjoin(AuditEntry, and_(AuditEntry.operation_id == Operation.id, chained))
                 .where(Operation.id.in_(chunk))):
             operations[op.id] = op
-            outcome_seen(op.id, seq, action, diff)
+            entry_seen(op.id, seq, action, diff)
         missing = [op_id for op_id in chunk if op_id not in operations]
         if missing:  # an entry whose operation row is gone still shows its outcome
             for op_id, seq, action, diff in session.execute(
                     select(AuditEntry.operation_id, AuditEntry.seq, AuditEntry.action, AuditEntry.diff)
-                    .where(AuditEntry.operation_id.in_(missing), AuditEntry.action.in_(query.OUTCOME_ACTIONS))):
-                outcome_seen(op_id, seq, action, diff)
+                    .where(AuditEntry.operation_id.in_(missing), chained)):
+                entry_seen(op_id, seq, action, diff)
         for run in session.scalars(select(CommandRun).where(CommandRun.operation_id.in_(chunk))
                                    .order_by(CommandRun.operation_id, CommandRun.position)):
             runs.setdefault(run.operation_id, []).append(Run(
@@ -555,7 +576,9 @@ def rows(entries: list[AuditEntry], session=None) -> list[Row]:
             outcome = op.outcome
         else:
             outcome = None
-        result.append(Row(entry, sentence(entry, op), op, outcome, outcome_entry,
+        kind = requested.get(entry.operation_id, (None, None))[1] if entry.operation_id is not None else None
+        chained = Chained(kind) if kind in kinds.KINDS else op
+        result.append(Row(entry, sentence(entry, chained), op, outcome, outcome_entry,
                           runs.get(entry.operation_id, []) if entry.operation_id is not None else []))
     return result
 

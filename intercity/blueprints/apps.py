@@ -17,7 +17,7 @@ from intercity.services import apps as app_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
 from intercity.services.operations import region_operations
-from intercity.services.row_state import latest_states
+from intercity.services import row_state
 from intercity.web import render, render_page, require_role
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
@@ -98,9 +98,12 @@ def _context(app: App, **forms) -> dict:
         pending=pending,
         app_operations=region_operations("app-status", app_id=app.id),
         env_operations=region_operations("env", app_id=app.id),
-        env_states=latest_states("env.apply", app_id=app.id),
+        env_states=row_state.env_views(app),
+        env_removals=row_state.env_removals(app),
         env_differs=drift_service.differs_on_server(app),
-        domain_states=latest_states("domains.apply", app_id=app.id),
+        domain_states=row_state.domain_views(app),
+        domain_removals=row_state.domain_removals(app),
+        app_row=row_state.app_view(app),
         domain_operations=region_operations("domains", app_id=app.id),
         env_form=forms.get("env_form") or EnvVarForm(formdata=None),
         paste_form=forms.get("paste_form") or EnvPasteForm(formdata=None),

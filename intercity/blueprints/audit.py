@@ -11,6 +11,7 @@ from intercity.audit import chain, export, integrity, query, timeline
 from intercity.audit.capture import record_event
 from intercity.audit.query import Filter, QueryError
 from intercity.extensions import db
+from intercity.input_guard import MAX_ROW_ID
 from intercity.models import AuditEntry
 from intercity.models.base import utcnow
 from intercity.web import htmx, render, require_role
@@ -121,7 +122,14 @@ def app_timeline(server_id: int, name: str):
 @login_required
 def entry(seq: int):
     # An entry's number is its seq: chained, so swapping row ids cannot make a link show another entry.
-    found = db.first_or_404(select(AuditEntry).where(AuditEntry.seq == seq))
+    found = db.session.scalar(select(AuditEntry).where(AuditEntry.seq == seq))
+    if found is None:
+        # Links from before entries were numbered by seq named the row id (`/audit/<id>`): where that
+        # number is no seq (ids can run ahead of seqs), the entry with that id is sent to its own number.
+        by_id = db.session.get(AuditEntry, seq) if seq <= MAX_ROW_ID else None
+        if by_id is None:
+            abort(404)
+        return redirect(url_for("audit.entry", seq=by_id.seq), code=301)
     row = timeline.row_for(found)
     if htmx.request:
         # Pending rows poll this until their operation ends; the final row carries no trigger.

@@ -14,6 +14,7 @@ from intercity.extensions import db
 from intercity.models import DeployKey, Server
 from intercity.services import apps as app_service
 from intercity.services import deploy_keys as key_service
+from intercity.services import row_state
 from intercity.services import servers as server_service
 from intercity.services.operations import region_operations
 from intercity.web import render_page, require_role
@@ -67,6 +68,9 @@ def show_context(server: Server, app_form: AppForm | None = None) -> dict:
         server=server,
         page_url=url_for("servers.show", server_id=server.id),
         app_states=app_service.app_states(server),
+        app_rows={app.id: row_state.app_view(app) for app in server.apps},
+        key_states=row_state.key_views(server),
+        key_removals=row_state.key_removals(server),
         app_form=app_form or AppForm(formdata=None),
         check_operations=region_operations("server-status", server_id=server.id),
         import_operations=region_operations("apps-list", server_id=server.id),
@@ -141,6 +145,8 @@ def _keys_context(server: Server, form: DeployKeyForm | None = None, preview=Non
         preview=preview,
         unmanaged=key_service.unmanaged_keys(server),
         key_operations=region_operations("deploy-keys-region", server_id=server.id),
+        key_states=row_state.key_views(server),
+        key_removals=row_state.key_removals(server),
     )
 
 

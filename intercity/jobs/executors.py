@@ -24,6 +24,7 @@ from intercity.dokku.commands import Command, DokkuVersion
 from intercity.dokku.parsers import DokkuError
 from intercity.dokku.transcript import NOT_STORED, Redactor, display_argv, stored_stream, stores_output
 from intercity.extensions import db
+from intercity.jobs import readings
 from intercity.models import App, CommandRun, DeployKey, Domain, EnvVar, Operation, Server
 from intercity.models.base import utcnow
 from intercity.validation import ValidationError
@@ -486,6 +487,7 @@ class OperationContext:
         server.remote_keys = keys
         server.remote_keys_checked_at = utcnow()
         db.session.commit()
+        readings.keys_seen(server.id, keys, self.op_id)
 
 
 def _json_ps_report(version: DokkuVersion) -> bool:
@@ -522,6 +524,7 @@ def server_check(ctx: OperationContext) -> None:
     server.seen_host_key_fingerprint = None
     server.last_checked_at = utcnow()
     db.session.commit()
+    readings.keys_seen(ctx.server_id, keys, ctx.op_id)
 
 
 def server_refresh_keys(ctx: OperationContext) -> None:
@@ -575,6 +578,10 @@ def server_import(ctx: OperationContext) -> None:
                 continue
             db.session.add(Domain(app=app, hostname=hostname))
         db.session.commit()  # one app at a time: what was imported stays if a later app fails
+        # What was read is what the server has: the imported rows start as applied.
+        readings.app_seen(app.id, True)
+        readings.env_seen(app.id, env, ctx.op_id)
+        readings.domains_seen(app.id, hosts)
         in_panel.add(name)
 
 
@@ -619,6 +626,7 @@ def app_create(ctx: OperationContext) -> None:
         ctx.run(commands.apps_create(name))
     except parsers.AppAlreadyExists:
         ctx.warn(f"{name} already existed on the server; the panel manages it now.")
+    readings.app_seen(ctx.app_id, True)
 
 
 def app_destroy(ctx: OperationContext) -> None:
@@ -639,7 +647,12 @@ def app_restart(ctx: OperationContext) -> None:
 def app_refresh(ctx: OperationContext) -> None:
     name = ctx.app().name
     json_format = _json_ps_report(ctx.version)
-    report = parsers.parse_ps_report(ctx.run(commands.ps_report(name, json_format)).out, json_format)
+    try:
+        report = parsers.parse_ps_report(ctx.run(commands.ps_report(name, json_format)).out, json_format)
+    except parsers.AppMissing:
+        readings.app_seen(ctx.app_id, False)
+        raise
+    readings.app_seen(ctx.app_id, True)
     app = ctx.app()
     app.ps_status = {"deployed": report.deployed, "running": report.running, "processes": report.processes}
     app.ps_checked_at = utcnow()
@@ -669,6 +682,7 @@ def env_apply(ctx: OperationContext) -> None:
     # integer-looking values as numbers.
     exported = ctx.run_then(work[-1], commands.config_export_json(name), store_second=False)
     stored = parsers.parse_config_export_json(exported.out)
+    readings.env_seen(ctx.app_id, stored, ctx.op_id)
     for key in parsers.readback_mismatches(to_set, stored):
         if key not in stored:
             ctx.warn(f"Dokku does not list {key} after setting it.")
@@ -689,6 +703,7 @@ def domains_apply(ctx: OperationContext) -> None:
     remove = {host for host in ctx.payload.get("remove", []) if host not in wanted}
     if add:
         ctx.run(commands.domains_add(name, add))
+        readings.domains_added(app.id, add)
     if remove:
         # domains:remove treats its argument as a regex: set what remains instead.
         json_format = ctx.version.json_domains_report
@@ -700,6 +715,7 @@ def domains_apply(ctx: OperationContext) -> None:
             remaining.remove(host)
         if remaining != present:
             ctx.run(commands.domains_set(name, remaining) if remaining else commands.domains_clear(name))
+        readings.domains_seen(ctx.app_id, remaining)  # the report, less what was just taken off
 
 
 # --- after a command the panel lost sight of -----------------------------------------
@@ -760,6 +776,7 @@ def _read_back_env(ctx: OperationContext, earlier: list[Operation]) -> None:
     exported = ctx.run(commands.config_export_json(name), store_stdout=False)
     on_server = parsers.parse_config_export_json(exported.out)
     ctx.redactor.add(*on_server.values())
+    readings.env_seen(ctx.app_id, on_server, ctx.op_id)
     sets, unsets = _earlier_names(earlier, "set", "unset")
     for key in sorted((sets | unsets) - mine):  # this operation applies its own keys anyway
         if key in wanted and parsers.readback_mismatches({key: wanted[key]}, on_server):
@@ -774,6 +791,7 @@ def _read_back_domains(ctx: OperationContext, earlier: list[Operation]) -> None:
     wanted = set(db.session.scalars(select(Domain.hostname).where(Domain.app_id == app.id)))
     json_format = ctx.version.json_domains_report
     present = set(parsers.parse_domains(ctx.run(commands.domains_report(app.name, json_format)).out, json_format))
+    readings.domains_seen(ctx.app_id, present)
     mine = set(ctx.payload.get("add", [])) | set(ctx.payload.get("remove", []))
     adds, removes = _earlier_names(earlier, "add", "remove")
     for host in sorted((adds | removes) - mine):
