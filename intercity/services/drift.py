@@ -74,13 +74,18 @@ def request_due(now: datetime | None = None) -> list[int]:
 
 
 def differs_on_server(app: App) -> dict[str, Operation]:
-    """Variables whose last change failed and whose value on the server is another: key -> the failed operation."""
+    """Variables whose last change failed and that a later reading found holding another value: key -> the operation.
+
+    A reading older than the failure says only what the server had before it: that row is simply failed.
+    """
     states = row_state.latest_states("env.apply", app_id=app.id)
     found = {}
     for var in app.env_vars:
         latest = states.get(var.key)
         if (latest is not None and latest.state == "failed" and not latest.removal
-                and var.applied_fingerprint and var.applied_fingerprint != var.value_fingerprint):
+                and var.applied_fingerprint and var.applied_fingerprint != var.value_fingerprint
+                and var.applied_seen_at and latest.operation.finished_at
+                and var.applied_seen_at > latest.operation.finished_at):
             found[var.key] = latest.operation
     return found
 
