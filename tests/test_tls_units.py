@@ -174,17 +174,6 @@ def test_the_https_regions_offer_admins_their_buttons(tls_world, app, admin):
     assert "Renew now" in app_part and "Upload a certificate" in app_part and "Revoke" in app_part
 
 
-def test_drift_checks_notice_https_turned_on_or_off_outside_the_panel(tls_world, app):
-    from intercity.extensions import db
-    from intercity.models import App
-    from intercity.services import tls as tls_service
-
-    shop = db.session.scalar(db.select(App).where(App.name == "shop"))
-    assert tls_service.outside_change(shop, {"active": "true"}, {"enabled": "true"}) is None
-    assert tls_service.outside_change(shop, {"active": "false"}, {"enabled": "false"}) == \
-        "HTTPS was turned off for shop outside the panel"
-
-
 def test_the_doubles_lego_failure_exits_with_legos_code_and_reads_in_plain_words(tmp_path):
     """The double as a script (no SSH): letsencrypt:enable fails with lego's own exit code and output."""
     import json

@@ -114,6 +114,8 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "certificate.removed": ("security", True),
     "tls.cron_missing": ("security", True),
     "tls.renewed": ("app", False),
+    "tls.enabled_outside": ("security", True),
+    "tls.disabled_outside": ("security", True),
     # Operations
     "operation.retry_requested": (BY_KIND, False),
     "operation.discarded": (BY_KIND, False),

@@ -294,6 +294,10 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
                        f"SHA-256 {cert.get('sha256', '')}"]
             return [Part(" installed an uploaded certificate for "), Part(entry.app_name or _label(entry), "target"),
                     *_server_place(entry, "on"), Part(f" ({'; '.join(d for d in details if d.strip())})")]
+        case "tls.enabled_outside" | "tls.disabled_outside":
+            verb = " turned HTTPS on for " if action == "tls.enabled_outside" else " turned HTTPS off for "
+            return [Part(verb), Part(entry.app_name or _label(entry), "target"), *_server_place(entry, "on"),
+                    Part(" outside the panel (found by a check)")]
         case "tls.cron_missing":
             return [Part(" found the certificate renewal job missing on "),
                     Part(entry.server_name or _label(entry), "target"), Part(": certificates there will not renew")]

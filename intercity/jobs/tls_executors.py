@@ -11,12 +11,15 @@ import ipaddress
 
 from sqlalchemy import select
 
+from intercity.audit.actor import acting_as
 from intercity.audit.capture import record_event
 from intercity.audit.rules import Scope
 from intercity.dokku import parsers, tls
 from intercity.dokku.commands import DokkuVersion
 from intercity.extensions import db
+from intercity.jobs import drift
 from intercity.jobs.executors import OperationContext, OperationError
+from intercity.models import App
 from intercity.models.base import utcnow
 from intercity.models.tls import TlsReading, UploadedCertificate
 
@@ -302,3 +305,31 @@ def certificate_remove(ctx: OperationContext) -> None:
     db.session.commit()
     _read_this_app(ctx)
 
+
+
+# --- drift checks: HTTPS turned on or off outside the panel ----------------------------------------
+
+
+@drift.add_app_reader
+def notice_outside_change(ctx: OperationContext, app_name: str, _seen) -> None:
+    """During a drift check: an app whose HTTPS the panel has read is read again; a change is one entry.
+
+    Apps the panel never read HTTPS for are left alone, so a check costs no command per app for them.
+    """
+    app = db.session.scalar(select(App).where(App.server_id == ctx.server_id, App.name == app_name))
+    row = db.session.scalar(select(TlsReading).where(TlsReading.scope == f"app:{app.id}")) if app else None
+    if row is None or (row.data or {}).get("enabled") is None:
+        return
+    was_on = bool(row.data["enabled"])
+    now_on = bool(read_app(ctx, app.id, app.name)["enabled"])
+    if now_on == was_on:
+        return
+    server = ctx.server()
+    where = dict(scope=Scope(server_id=server.id, server_name=server.name, app_id=app.id, app_name=app.name),
+                 target_type="app", target_id=app.id, target_label=app.name, operation_id=ctx.op_id)
+    with acting_as(drift.SERVER):
+        if now_on:
+            record_event(db.session, "tls.enabled_outside", **where, diff={"https": ["off", "on"]})
+        else:
+            record_event(db.session, "tls.disabled_outside", **where, diff={"https": ["on", "off"]})
+    db.session.commit()

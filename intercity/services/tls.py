@@ -86,27 +86,6 @@ def expiring(server_id: int | None = None, days: int = tls.EXPIRING_DAYS) -> lis
     return sorted(found, key=lambda item: item["expires"])
 
 
-def drift_state(le_report: dict | None, certs_report: dict | None) -> bool:
-    """For drift checks: whether the reports read from the server say the app serves HTTPS."""
-    return tls.tls_state(le_report, certs_report)["enabled"]
-
-
-def outside_change(app: App, le_report: dict | None, certs_report: dict | None) -> str | None:
-    """For drift checks: a sentence when the server's HTTPS differs from the panel's last reading, else None.
-
-    The reports are `tls.parse_report` of `letsencrypt:report APP --format json` (None without the plugin)
-    and of `certs:report APP --format json`. None also when the panel never read the app's HTTPS.
-    """
-    row = app_reading(app)
-    if row is None or (row.data or {}).get("enabled") is None:
-        return None
-    now_on, was_on = drift_state(le_report, certs_report), bool(row.data.get("enabled"))
-    if now_on == was_on:
-        return None
-    return (f"HTTPS was turned on for {app.name} outside the panel" if now_on
-            else f"HTTPS was turned off for {app.name} outside the panel")
-
-
 # --- requests -------------------------------------------------------------------------------------
 
 

@@ -320,6 +320,12 @@ class DokkuDouble:
     def fail_revoke(self, exit_code: int = 1) -> None:
         (self.root / "control" / "lego-revoke").write_text(json.dumps({"exit_code": exit_code, "times": 1}))
 
+    def run_by_hand(self, *argv: str) -> subprocess.CompletedProcess:
+        """A command someone runs on the server themselves (root, outside the panel)."""
+        env = {**os.environ, "DOKKU_DOUBLE_ROOT": str(self.root), "DOKKU_QUIET_OUTPUT": "1"}
+        return subprocess.run(["/usr/bin/python3", "-I", "-S", str(DOUBLE_SOURCE), *argv], env=env,
+                              capture_output=True, text=True, check=True)
+
     def tls_files(self, app: str) -> dict[str, bytes]:
         directory = self._state.app_dir(app) / "tls"
         return {p.name: p.read_bytes() for p in directory.iterdir()} if directory.is_dir() else {}
