@@ -73,6 +73,13 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "app.deleted": ("app", False),
     "app.destroy_requested": ("app", False),
     "app.restart_requested": ("app", False),
+    # Deploys read from the server's build history, and the panel's scaling, rebuild, stop and start
+    "app.deployed": ("app", False),
+    "app.deploy_failed": ("app", False),
+    "app.scale_requested": ("app", False),
+    "app.rebuild_requested": ("app", False),
+    "app.stop_requested": ("app", False),
+    "app.start_requested": ("app", False),
     "env_var.created": ("security", True),
     "env_var.updated": ("security", True),
     "env_var.deleted": ("security", True),

@@ -2,8 +2,8 @@
 
 
 def register_blueprints(app) -> None:
-    from intercity.blueprints import (account, apps, audit, auth, databases, health, home, operations, servers,
-                                      settings, setup, team)
+    from intercity.blueprints import (account, apps, audit, auth, databases, deploys, health, home, operations,
+                                      servers, settings, setup, team)
 
-    for module in (auth, health, home, setup, servers, databases, apps, operations, audit, team, account, settings):
+    for module in (auth, health, home, setup, servers, databases, apps, deploys, operations, audit, team, account, settings):
         app.register_blueprint(module.bp)

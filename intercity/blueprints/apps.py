@@ -12,11 +12,18 @@ from intercity.blueprints.panel_support import (
 from intercity.extensions import db
 from intercity.models import App, Domain, Server
 from intercity.services import apps as app_service
+from intercity.services import deploys as deploy_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
 from intercity.services.operations import region_operations
 from intercity.services.row_state import latest_states
 from intercity.web import render, render_page, require_role
+
+
+def deploys_context(app):
+    from intercity.blueprints.deploys import page_context
+
+    return page_context(app)
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
 
@@ -26,6 +33,8 @@ REGIONS = {
     "env": ("apps/_env.html",),
     "domains": ("apps/_domains.html",),
     "recent-region": ("_partials/_recent_region.html",),
+    "processes": ("apps/_processes.html", "apps/_head.html"),
+    "deploys": ("apps/_deploys.html",),
 }
 # Forms that change env vars or domains also refresh the head, the status (pending operations) and the activity.
 APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
@@ -101,6 +110,7 @@ def _context(app: App, **forms) -> dict:
         recent_rows=recent_timeline(app.server_id, app.name),
         cards_page="app",
         app_oob=APP_OOB,
+        **deploys_context(app),
     )
 
 
@@ -115,6 +125,8 @@ def show(server_id: int, name: str):
     app = app_service.find_app(server_id, name)
     if app is None:
         return _gone(server_id, name)
+    if not request.args.get("region"):
+        attempt(lambda: deploy_service.read_when_opened(app, _user()))  # builds and processes, once a minute
     return render_page("apps/show.html", REGIONS, **_context(app))
 
 

@@ -1,4 +1,4 @@
-"""The front page: where a logged-in person starts."""
+"""The front page: where a logged-in person starts, the list of every app across servers."""
 from flask import Blueprint, redirect, url_for
 from flask_login import login_required
 
@@ -8,4 +8,4 @@ bp = Blueprint("home", __name__)
 @bp.get("/")
 @login_required
 def index():
-    return redirect(url_for("servers.index"))
+    return redirect(url_for("deploys.all_apps"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import executors, service_executors
+from intercity.jobs import deploy_executors, executors, service_executors
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -112,11 +112,11 @@ declare("app.create", category="app", title="create the app", executor=executors
 declare("app.destroy", category="app", title="destroy the app", executor=executors.app_destroy,
         refreshes=("app-status",), request_action="app.destroy_requested", deadline=600,
         done="{app} was destroyed on {server}", removes_app=True)
-declare("app.restart", category="app", title="restart the app", executor=executors.app_restart,
-        refreshes=("app-status",), request_action="app.restart_requested", deadline=900,
+declare("app.restart", category="app", title="restart the app", executor=deploy_executors.app_restart_then_read,
+        refreshes=("app-status", "processes", "deploys"), request_action="app.restart_requested", deadline=900,
         hands_to_docker=True)
-declare("app.refresh", category="app", title="refresh the app's status", executor=executors.app_refresh,
-        refreshes=("app-status",), deadline=60, read=True)
+declare("app.refresh", category="app", title="refresh the app's status", executor=deploy_executors.read_processes,
+        refreshes=("app-status", "processes"), deadline=60, read=True)
 declare("env.apply", category="security", title="apply environment variables", executor=executors.env_apply,
         region="env", refreshes=("app-status",), deadline=900)
 declare("domains.apply", category="app", title="apply domains", executor=executors.domains_apply,
@@ -139,3 +139,20 @@ declare("service.link", category="security", title="link a database service", ex
 declare("service.unlink", category="security", title="unlink a database service",
         executor=service_executors.service_unlink, page="server", region="services", refreshes=("services",),
         request_action="service.unlink_requested", deadline=900)
+
+# --- deploys: the build history, what runs, scaling (their cards show in the app's processes region) ---
+
+declare("app.builds", category="app", title="read the deploy history", executor=deploy_executors.app_builds,
+        region="deploys", refreshes=("deploys",), deadline=60, read=True)
+declare("app.scale", category="app", title="scale the app", executor=deploy_executors.app_scale,
+        region="processes", refreshes=("processes", "app-status", "deploys"), request_action="app.scale_requested",
+        deadline=900, hands_to_docker=True)
+declare("app.rebuild", category="app", title="rebuild the app", executor=deploy_executors.app_rebuild,
+        region="processes", refreshes=("processes", "app-status", "deploys"),
+        request_action="app.rebuild_requested", deadline=1800, hands_to_docker=True)
+declare("app.stop", category="app", title="stop the app", executor=deploy_executors.app_stop,
+        region="processes", refreshes=("processes", "app-status"), request_action="app.stop_requested",
+        deadline=300)
+declare("app.start", category="app", title="start the app", executor=deploy_executors.app_start,
+        region="processes", refreshes=("processes", "app-status", "deploys"), request_action="app.start_requested",
+        deadline=900, hands_to_docker=True)

@@ -9,10 +9,12 @@ from intercity.models.notification import (NotificationPreference, NotificationT
 from intercity.models.account import Invitation, RecoveryCode, UserSession
 from intercity.models.setting import PanelSetting
 from intercity.models.applied import AppliedValue
+from intercity.models.build import AppBuild, AppDeployRead
 
 __all__ = [
     "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
     "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
     "NotificationPreference", "NotificationTarget", "NotifyCursor", "NotifyThrottle", "OutboxMessage",
     "Invitation", "UserSession", "RecoveryCode", "PanelSetting", "AppliedValue",
+    "AppBuild", "AppDeployRead",
 ]

@@ -1,0 +1,102 @@
+"""Deploys: an app's processes (scale, rebuild, stop, start) and the list of every app across servers."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from intercity.blueprints.panel_support import attempt, back
+from intercity.dokku.builds import SOURCE_WORDS
+from intercity.services import apps as app_service
+from intercity.services import deploys as deploy_service
+from intercity.services.operations import region_operations
+from intercity.web import require_role
+
+bp = Blueprint("deploys", __name__)
+
+APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
+
+
+def _app(server_id: int, name: str):
+    app = app_service.find_app(server_id, name)
+    if app is None:
+        abort(404)
+    return app
+
+
+def _user():
+    return current_user._get_current_object()
+
+
+def _page(app) -> str:
+    return url_for("apps.show", server_id=app.server_id, name=app.name)
+
+
+def page_context(app) -> dict:
+    """What the app page's deploy parts show (the app page's context includes it)."""
+    read = deploy_service.last_read(app)
+    updated = (read.info or {}).get("last_updated_at") if read is not None else None
+    return dict(builds=deploy_service.recent_builds(app), deploy_read=read,
+                deploy_updated_at=datetime.fromtimestamp(updated, timezone.utc) if isinstance(updated, int) else None,
+                app_urls=deploy_service.app_urls(app), processes_oob=APP_OOB, source_words=SOURCE_WORDS,
+                process_operations=region_operations("processes", app_id=app.id),
+                deploy_operations=region_operations("deploys", app_id=app.id),
+                scale_errors={}, scale_values={})
+
+
+def _member_action(server_id: int, name: str, call, started: str):
+    app = _app(server_id, name)
+    op, error = attempt(lambda: call(app, _user()))
+    if error is not None:
+        return back(_page(app) + "#processes", error.message, "error")
+    return back(_page(app) + "#processes", started.format(app=app.name), "info", operation=op)
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/scale")
+@require_role("member")
+def scale(server_id: int, name: str):
+    from intercity.blueprints.apps import _context
+
+    app = _app(server_id, name)
+    values = {key: value for key, value in request.form.items() if key.startswith("scale-") or key.startswith("new_")}
+
+    def request_scale():
+        return deploy_service.scale_app(app, _user(), deploy_service.parse_scale_form(values))
+
+    op, error = attempt(request_scale)
+    if error is None:
+        return back(_page(app) + "#processes", f"Scaling {app.name}…", "info", operation=op)
+    app = _app(server_id, name)
+    context = _context(app)
+    context.update(scale_errors={error.field or "new_type": error.message}, scale_values=values)
+    return render_template("apps/show.html", **context), 422
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/rebuild")
+@require_role("member")
+def rebuild(server_id: int, name: str):
+    return _member_action(server_id, name, deploy_service.rebuild_app, "Rebuilding {app} from its last source…")
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/stop")
+@require_role("member")
+def stop(server_id: int, name: str):
+    return _member_action(server_id, name, deploy_service.stop_app, "Stopping {app}…")
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/start")
+@require_role("member")
+def start(server_id: int, name: str):
+    return _member_action(server_id, name, deploy_service.start_app, "Starting {app}…")
+
+
+@bp.get("/apps")
+@login_required
+def all_apps():
+    query = request.args.get("q", "")[:255]
+    apps = deploy_service.all_apps(query)
+    servers = sorted({app.server_id for app in apps})
+    return render_template("deploys/all_apps.html", apps=apps, query=query,
+                           last_deploys=deploy_service.last_deploys(servers),
+                           states=deploy_service.states_for(apps), urls=deploy_service.app_urls)
