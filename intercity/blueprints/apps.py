@@ -55,7 +55,7 @@ def _user():
 
 
 def _page(app: App) -> str:
-    return url_for(".show", server_id=app.server_id, name=app.name)
+    return url_for("apps.show", server_id=app.server_id, name=app.name)
 
 
 @bp.get("")

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+_SHA = re.compile(r"[0-9a-f]{7,64}")
 DEPLOY_TRIGGERS = ("receive-app", "pre-receive-app", "post-deploy", "deploy-source-set")
 
 _LINE = re.compile(
@@ -26,6 +27,8 @@ class DeployEvent:
     name: str
     fingerprint: str
     dokku_pid: int | None
+    # receive-app's second argument is the pushed revision.
+    rev: str | None = None
 
 
 def _time(text: str) -> datetime | None:
@@ -45,25 +48,36 @@ def parse(text: str) -> list[DeployEvent]:
             continue
         args = match.group("args").split()
         pid = match.group("pid")
+        rev = args[1] if match.group("trigger") == "receive-app" and len(args) > 1 else None
         found.append(DeployEvent(at=_time(match.group("time")), trigger=match.group("trigger"),
                                  app=args[0] if args else "", name=match.group("name"),
-                                 fingerprint=match.group("fingerprint"), dokku_pid=int(pid) if pid else None))
+                                 fingerprint=match.group("fingerprint"), dokku_pid=int(pid) if pid else None,
+                                 rev=rev if rev and _SHA.fullmatch(rev) else None))
     return found
+
+
+def of_build(events: list[DeployEvent], app: str, pid: int | None, started: datetime | None,
+             finished: datetime | None, slack: float = 60) -> list[DeployEvent]:
+    """The lines of one build: its dokku process's, else those within its time (± slack)."""
+    mine = [e for e in events if e.app == app]
+    if pid is not None:
+        by_pid = [e for e in mine if e.dokku_pid == pid]
+        if by_pid:
+            return by_pid
+    if started is None:
+        return []
+    end = finished or started
+    return [e for e in mine if e.at is not None and (started - e.at).total_seconds() <= slack
+            and (e.at - end).total_seconds() <= slack]
 
 
 def who_deployed(events: list[DeployEvent], app: str, pid: int | None, started: datetime | None,
                  finished: datetime | None, slack: float = 60) -> str | None:
-    """The deploy key named by the lines of this build: same dokku process, else within its time (± slack)."""
-    mine = [e for e in events if e.app == app and e.name]
-    if pid is not None:
-        by_pid = [e for e in mine if e.dokku_pid == pid]
-        if by_pid:
-            return by_pid[0].name
-    if started is None:
-        return None
-    end = finished or started
-    for event in mine:
-        if event.at is not None and (started - event.at).total_seconds() <= slack \
-                and (event.at - end).total_seconds() <= slack:
-            return event.name
-    return None
+    """The deploy key named by the lines of this build (None: none named, e.g. a root run or the log off)."""
+    return next((e.name for e in of_build(events, app, pid, started, finished, slack) if e.name), None)
+
+
+def revision(events: list[DeployEvent], app: str, pid: int | None, started: datetime | None,
+             finished: datetime | None) -> str | None:
+    """The pushed revision, from the build's receive-app line."""
+    return next((e.rev for e in of_build(events, app, pid, started, finished) if e.rev), None)

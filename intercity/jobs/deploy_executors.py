@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from intercity.dokku import builds as build_parsers
-from intercity.dokku import commands, parsers
+from intercity.dokku import commands, deploy_events, parsers
 from intercity.dokku.commands import BUILDS_SINCE
 from intercity.dokku.parsers import DokkuError
 from intercity.extensions import db
@@ -39,10 +39,14 @@ def read_builds(ctx) -> None:
     known = {row.build_id: row.status for row in deploys.recent_builds(app, limit=1000)}
     fresh = [b for b in found if known.get(b.id) != b.status]
     events_text = git_sha = None
-    if any(b.deploy and b.finished for b in fresh):
-        # Only when there is something new to attribute: two commands more, not on every reading.
+    new_deploys = [b for b in fresh if b.deploy and b.finished]
+    if new_deploys:
+        # Only when there is something new to attribute: a command or two more, not on every reading.
         events_text = ctx.run(commands.events()).out
-        git_sha = build_parsers.parse_git_report(ctx.run(commands.git_report(name, True)).out, True)["git_sha"]
+        events = deploy_events.parse(events_text)
+        if any(deploy_events.revision(events, name, b.pid, b.started_at, b.finished_at) is None
+               for b in new_deploys):
+            git_sha = build_parsers.parse_git_report(ctx.run(commands.git_report(name, True)).out, True)["git_sha"]
     app, server = ctx.app(), ctx.server()
     deploys.record_builds(app, server, fresh, events_text, git_sha, operation_id=ctx.op_id)
     deploys.remember_read(app, {"history": True, "version": str(ctx.version), "listed": len(found)})

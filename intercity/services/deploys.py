@@ -68,11 +68,13 @@ def record_builds(app: App, server: Server, builds: list[Build], events_text: st
         row.kind, row.source, row.status = build.kind, build.source, build.status
         row.exit_code, row.started_at, row.finished_at = build.exit_code, build.started_at, build.finished_at
         row.seen_at = utcnow()
-        if build is newest_deploy and git_sha:
-            row.git_sha = git_sha  # git:report knows only the current deploy's sha
         if row.deployed_by is None:
             row.deployed_by = deploy_events.who_deployed(events, app.name, build.pid, build.started_at,
                                                          build.finished_at)
+        if row.git_sha is None:
+            row.git_sha = deploy_events.revision(events, app.name, build.pid, build.started_at, build.finished_at)
+        if build is newest_deploy and git_sha and row.git_sha is None:
+            row.git_sha = git_sha  # git:report knows only the current deploy's sha
         if row.recorded_as is None and build.finished and build.deploy and not _panel_started(app, build):
             row.recorded_as = "app.deployed" if build.status == "succeeded" else "app.deploy_failed"
             _entry(app, server, row, operation_id)
