@@ -186,3 +186,32 @@ def test_a_dokku_without_builds_and_an_app_missing_on_the_server(app, client, lo
     finish(app)
     failed = [op for op in operations("app.builds") if op.app_name == "gone"]
     assert failed[-1].status == "failed" and "does not exist" in failed[-1].reason
+
+
+
+def test_after_a_lost_restart_nothing_applies_while_a_build_still_runs(app, admin, sshd, dokku):
+    from intercity.services.operations import request_operation
+    from tests.support.operations import finished, runs, set_env
+
+    server = make_dokku_server(sshd, name="prod-1")
+    web = make_app(server, name="web", status="active")
+    dokku.create_app("web")
+    record_deploy(dokku, "web", key_name=None)
+    # A restart whose command the panel lost sight of; its deadline has passed, its deploy has not ended.
+    lost = request_operation("app.restart", server=server, app=web, requested_by=admin)
+    db.session.flush()
+    lost.status, lost.commands_in_doubt = "failed", True
+    lost.commands_deadline_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    from tests.support.deploys import running_build
+
+    build = running_build(dokku, "web", source="ps:restart")
+    set_env(web, LEVEL="debug")
+    change = request_operation("env.apply", server=server, app=web, requested_by=admin,
+                               payload={"set": ["LEVEL"], "unset": [], "restart": False})
+    db.session.commit()
+    change = finished(app, change.id)
+    assert change.status == "failed"
+    assert change.reason.startswith(f"A build of web is still running on prod-1 (build {build['id']}")
+    assert [run.argv_list[1:2] for run in runs(change)] == [["apps:locked"], ["builds:list"]]  # nothing changed
+    assert "LEVEL" not in dokku.env("web")

@@ -57,3 +57,13 @@ def record_deploy(dokku: DokkuDouble, app: str, *, source: str = "git-hook", sta
     finally:
         os.umask(old)
     return record
+
+
+def running_build(dokku: DokkuDouble, app: str, *, source: str = "ps:restart") -> dict:
+    """A build record still running (its deploy goes on in Docker after the CLI was stopped)."""
+    old = os.umask(0)
+    try:
+        return _double.record_build(dokku._state, app, source=source, kind="deploy", status="running",
+                                    started=time.time() - 5)
+    finally:
+        os.umask(old)
