@@ -420,7 +420,7 @@ REQUEST_KINDS = {
     "app.start": "app.start_requested",
 }
 NOT_REQUESTS = ["app.create", "env.apply", "domains.apply", "deploy_keys.apply", "app.refresh",
-                "server.refresh_keys", "app.builds"]
+                "server.refresh_keys", "app.builds", "app.build_output"]
 
 
 def test_an_operation_that_is_a_request_of_its_own_is_an_entry(redis_queue, app):

@@ -106,6 +106,14 @@ def test_a_recorded_deploy_shows_once_with_the_key_name(app, client, logged_in, 
     assert len(failed) == 1 and failed[0].changes["by"] == [None, "a push to prod-1"]
     assert len(deployed_entries("web")) == 2
 
+    # A build's log, read on request: its transcript, redacted and truncated like every one.
+    assert client.post(f"{page_url}/builds/{push['id']}/output").status_code == 303
+    finish(app)
+    [log] = operations("app.build_output")
+    assert log.status == "succeeded" and "Application deployed" in log.command_runs[-1].stdout
+    assert client.post(f"{page_url}/builds/nope/output").status_code == 303
+    assert len(operations("app.build_output")) == 1
+
     # Viewers read the deploy history; the home page lists every app with its link.
     client.post("/logout")
     logged_in(viewer)

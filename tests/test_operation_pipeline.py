@@ -38,14 +38,15 @@ def test_every_kind_is_declared_with_what_the_panel_needs():
                                 "app.create", "app.destroy", "app.restart", "app.refresh", "env.apply",
                                 "domains.apply", "services.refresh", "service.create", "service.link",
                                 "service.unlink", "service.destroy",
-                                "app.builds", "app.scale", "app.rebuild", "app.stop", "app.start"}
+                                "app.builds", "app.scale", "app.rebuild", "app.stop", "app.start", "app.build_output"}
     for name, kind in kinds.KINDS.items():
         assert kind.name == name
         assert list(inspect.signature(kind.executor).parameters) == ["ctx"], name
         assert kind.deadline > 0 and kind.title and kind.refreshes
         assert name in kinds.in_region(kind.region)
     assert {name for name, kind in kinds.KINDS.items() if kind.read} == {"app.refresh", "server.refresh_keys",
-                                                                          "services.refresh", "app.builds"}
+                                                                          "services.refresh", "app.builds",
+                                                                          "app.build_output"}
     assert {name for name, kind in kinds.KINDS.items() if kind.role == "admin"} == {
         "server.check", "deploy_keys.apply", "server.refresh_keys", "service.destroy"}
 

@@ -18,6 +18,12 @@ bp = Blueprint("deploys", __name__)
 APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
 
 
+@bp.app_context_processor
+def _links():
+    # Every page that lists apps links to them the same way (services.deploys.app_urls).
+    return {"app_urls_of": deploy_service.app_urls}
+
+
 def _app(server_id: int, name: str):
     app = app_service.find_app(server_id, name)
     if app is None:
@@ -91,6 +97,17 @@ def start(server_id: int, name: str):
     return _member_action(server_id, name, deploy_service.start_app, "Starting {app}…")
 
 
+@bp.post("/servers/<int:server_id>/apps/<name>/builds/<build_id>/output")
+@require_role("member")
+def build_output(server_id: int, name: str, build_id: str):
+    app = _app(server_id, name)
+    op, error = attempt(lambda: deploy_service.build_output(app, _user(), build_id))
+    if error is not None:
+        return back(_page(app) + "#deploys", error.message, "error")
+    return back(_page(app) + "#deploys", f"Reading the log of build {build_id} from {app.server.name}…", "info",
+                operation=op)
+
+
 @bp.get("/apps")
 @login_required
 def all_apps():
@@ -99,4 +116,4 @@ def all_apps():
     servers = sorted({app.server_id for app in apps})
     return render_template("deploys/all_apps.html", apps=apps, query=query,
                            last_deploys=deploy_service.last_deploys(servers),
-                           states=deploy_service.states_for(apps), urls=deploy_service.app_urls)
+                           states=deploy_service.states_for(apps))

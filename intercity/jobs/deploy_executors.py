@@ -101,3 +101,8 @@ def app_restart_then_read(ctx) -> None:
     """A restart, then what runs and the build it left (the restart itself is no deploy entry)."""
     ctx.run(commands.ps_restart(ctx.app().name))
     _then_read(ctx)
+
+
+def app_build_output(ctx) -> None:
+    """builds:output of one build: the command's transcript (redacted, truncated like every one) is the log."""
+    ctx.run(commands.builds_output(ctx.app().name, str(ctx.payload.get("build", ""))))

@@ -156,3 +156,6 @@ declare("app.stop", category="app", title="stop the app", executor=deploy_execut
 declare("app.start", category="app", title="start the app", executor=deploy_executors.app_start,
         region="processes", refreshes=("processes", "app-status", "deploys"), request_action="app.start_requested",
         deadline=900, hands_to_docker=True)
+# A finished build's log as the server keeps it (builds:output): its transcript, redacted and truncated, is the log.
+declare("app.build_output", category="app", title="read a build's log", executor=deploy_executors.app_build_output,
+        region="deploys", refreshes=("deploys",), deadline=60, read=True)

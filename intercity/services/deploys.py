@@ -196,6 +196,17 @@ def _simple(kind: str):
     return request
 
 
+def build_output(app: App, user, build_id: str) -> Operation:
+    """Read a build's log from the server (members: a deploy log can print what the app prints)."""
+    require(user, "member")
+    row = db.session.scalar(select(AppBuild).where(AppBuild.server_id == app.server_id,
+                                                   AppBuild.app_name == app.name, AppBuild.build_id == build_id))
+    if row is None:
+        raise ValidationError("The panel has not seen that build of this app.", None)
+    return request_operation("app.build_output", server=app.server, app=app, requested_by=user,
+                             payload={"build": row.build_id})
+
+
 rebuild_app = _simple("app.rebuild")
 stop_app = _simple("app.stop")
 start_app = _simple("app.start")
