@@ -149,6 +149,8 @@ def test_scale_rebuild_stop_start_reach_the_double(app, client, logged_in, membe
     bad = client.post(f"{page_url}/scale", data={"scale-web": "lots", "new_type": "", "new_count": ""})
     assert bad.status_code == 422 and "whole number from 0 to 100 for web" in text(bad)
     assert operations("app.scale") == []
+    unknown = client.post(f"{page_url}/scale", data={"scale-Web!": "1"})
+    assert unknown.status_code == 422 and "is not a process type" in text(unknown)
     assert client.post(f"{page_url}/scale", data={"scale-web": "2", "new_type": "worker",
                                                   "new_count": "1"}).status_code == 303
     finish(app)
