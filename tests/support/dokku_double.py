@@ -1731,8 +1731,10 @@ def record_build(state: State, app: str, *, source: str, kind: str = "build", st
 
 def _builds(state: State, app: str) -> list[dict]:
     directory = builds_dir(state, app)
-    records = [json.loads(path.read_text()) for path in directory.glob("*.json")] if directory.exists() else []
-    return sorted(records, key=lambda r: (r["started_at"], r["id"]), reverse=True)  # newest first (inferred)
+    paths = list(directory.glob("*.json")) if directory.exists() else []
+    # Newest first (inferred); builds started within the same second in the order they were written.
+    ordered = sorted(paths, key=lambda p: (json.loads(p.read_text())["started_at"], p.stat().st_mtime_ns), reverse=True)
+    return [json.loads(path.read_text()) for path in ordered]
 
 
 def _build_view(record: dict) -> dict:
