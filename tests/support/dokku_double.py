@@ -21,6 +21,9 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
     apps/<app>/VHOST          one domain per line (like Dokku's VHOST file)
     apps/<app>/DEPLOYED       marker: the app counts as deployed
     apps/<app>/.deploy.lock   the deploy lock (apps:lock, or a deploy in progress)
+    apps/<app>/builds/        build records <id>.json and logs <id>.log (builds:*, 0.38.0+)
+    apps/<app>/SCALE, STOPPED process counts (JSON) and the ps:stop marker
+    apps/<app>/GIT_SHA, GIT_UPDATED_AT, DEPLOY_SOURCE[_METADATA]  what git:report / apps:report say
     ENV, VHOST                the --global config and global domains
     events-on, events.log     events:on marker and the event log `events` prints
     authorized_keys           the dokku user's keys, in sshcommand's format
@@ -81,7 +84,13 @@ info, create, link, unlink and destroy answer like the plugin's bash (text only,
 `=====>` headers dropped when quiet, failures through dokku_log_fail, the LINKS file, the
 colour alias when DATABASE_URL is taken); without it they are unknown commands.
 
-Known simplifications: no deploys, other plugins, containers or nginx (restarts
+Deploys (tests/support/deploys.py records one: a build record, its log, event lines):
+builds:list/info/output answer from the records (before 0.38.0 they are unknown
+commands); ps:rebuild, ps:start and ps:scale print a canned deploy log and write a
+build record; ps:stop marks the app stopped (ps:report then says `exited`); texts the
+reference does not give are marked (inferred) where they are printed.
+
+Known simplifications: no real builds, other plugins, containers or nginx (restarts
 print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
 nginx output is that of a host where nginx is not running (as in the golden
 records); ``--force`` after the
