@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from intercity.extensions import db
 from intercity.jobs import kinds
-from intercity.models import AppBuild, AppDeployRead, Domain, Operation
+from intercity.models import AppBuild, AppDeployRead, Domain, EnvVar, Operation
 from intercity.models.base import utcnow
 from intercity.services.deploys import PANEL_DEPLOY_KINDS
 from tests.support.builders import make_app
@@ -24,6 +24,9 @@ from tests.support.panel import entries, finish, operations
 from tests.support.ssh_fixtures import make_dokku_server
 
 pytestmark = [pytest.mark.postgresql_only, pytest.mark.ssh]
+
+# An env value of the app that its build log prints.
+SECRET = "dpl0y-s3cret-token-value"
 
 
 def text(response) -> str:
@@ -50,11 +53,15 @@ def test_a_recorded_deploy_shows_once_with_the_key_name(app, client, logged_in, 
     server = make_dokku_server(sshd, name="prod-1")
     web = make_app(server, name="web", status="active")
     db.session.add(Domain(app=web, hostname="web.example.com"))
+    secret = EnvVar(app=web, key="API_TOKEN")
+    secret.value = SECRET
+    db.session.add(secret)
     db.session.commit()
     server_id, web_id = server.id, web.id
     dokku.create_app("web")
     events_on(dokku)
-    push = record_deploy(dokku, "web", key_name="alice", sha="1a2b3c4d5e6f" + "0" * 28, seconds=42)
+    push = record_deploy(dokku, "web", key_name="alice", sha="1a2b3c4d5e6f" + "0" * 28, seconds=42,
+                         log=f"-----> Building\n       token is {SECRET}\n=====> Application deployed\n")
     # History only: a restart's build; not imported: a git:sync the panel's own deploy operation ran.
     restart = record_deploy(dokku, "web", source="ps:restart", key_name=None, started=push_time(push) + 100)
     sync = record_deploy(dokku, "web", source="git:sync", key_name=None, started=push_time(push) + 200)
@@ -111,6 +118,10 @@ def test_a_recorded_deploy_shows_once_with_the_key_name(app, client, logged_in, 
     finish(app)
     [log] = operations("app.build_output")
     assert log.status == "succeeded" and "Application deployed" in log.command_runs[-1].stdout
+    # The app's env values are hidden in it wherever the app printed them; no page or entry shows them.
+    assert SECRET not in log.command_runs[-1].stdout and "[redacted]" in log.command_runs[-1].stdout
+    assert SECRET not in text(client.get(page_url)) and SECRET not in text(client.get(f"/operations/{log.id}"))
+    assert all(SECRET not in (e.diff or "") for e in entries())
     assert client.post(f"{page_url}/builds/nope/output").status_code == 303
     assert len(operations("app.build_output")) == 1
 
