@@ -147,6 +147,9 @@ def read_when_opened(app: App, user) -> list[Operation]:
     server = app.server
     if app.status != "active" or server.status == "host_key_mismatch" or not server.host_key_fingerprint:
         return []
+    if db.session.scalar(select(Operation.id).where(Operation.app_id == app.id, Operation.kind == "app.create",
+                                                    Operation.status.in_(PENDING)).limit(1)) is not None:
+        return []  # not on the server yet: read once it is (the next opening)
     stale = utcnow() - READ_AGAIN_AFTER
     requested = []
     read = last_read(app)
