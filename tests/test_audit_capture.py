@@ -415,9 +415,13 @@ REQUEST_KINDS = {
     "app.destroy": "app.destroy_requested",
     "server.import": "server.import_requested",
     "server.check": "server.connection_test_requested",
+    "app.scale": "app.scale_requested",
+    "app.rebuild": "app.rebuild_requested",
+    "app.stop": "app.stop_requested",
+    "app.start": "app.start_requested",
 }
 NOT_REQUESTS = ["app.create", "env.apply", "domains.apply", "deploy_keys.apply", "app.refresh",
-                "server.refresh_keys"]
+                "server.refresh_keys", "app.builds", "app.build_output"]
 
 
 def test_an_operation_that_is_a_request_of_its_own_is_an_entry(redis_queue, app):

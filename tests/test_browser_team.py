@@ -57,7 +57,7 @@ def _join(invitee, page, path):
     invitee.get_by_label("Choose a password").fill("the newcomer's passphrase")
     invitee.get_by_label("Repeat the password").fill("the newcomer's passphrase")
     invitee.get_by_role("button", name="Create my account").click()
-    invitee.wait_for_url("**/servers")
+    invitee.wait_for_url("**/apps")  # a viewer starts at every app
     expect(invitee.get_by_text("Welcome to the team, newcomer@example.com")).to_be_visible()
     expect(invitee.get_by_role("link", name="Team")).to_have_count(0)  # viewers do not manage the team
 

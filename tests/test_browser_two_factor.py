@@ -23,7 +23,7 @@ def test_a_member_sets_up_two_factor_login_and_logs_in_with_a_code(app, live_ser
     page.get_by_label("Email").fill(member.email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/servers")
+    page.wait_for_url("**/apps")  # a member starts at every app
     page.goto("/account")
     page.get_by_role("link", name="Set up two-factor login").click()
     qr = page.get_by_alt_text("QR code to add Intercity to an authenticator app")
@@ -48,5 +48,5 @@ def test_a_member_sets_up_two_factor_login_and_logs_in_with_a_code(app, live_ser
     expect(page.get_by_text("That code is not right")).to_be_visible()
     page.get_by_label("Code from your phone, or a recovery code").fill(pyotp.TOTP(secret).at(now.t))
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/servers")
+    page.wait_for_url("**/apps")  # a member starts at every app
     assert page.evaluate("window.__csp") == []

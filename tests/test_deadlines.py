@@ -188,5 +188,5 @@ def test_after_a_lost_restart_nothing_applies_while_its_deploy_still_holds_the_l
     db.session.commit()
     again = finished(app, again.id)
     assert (again.status, again.reason) == ("succeeded", None)
-    assert [run.argv_list[1:2] for run in runs(again)][:2] == [["apps:locked"], ["config:export"]]
+    assert [run.argv_list[1:2] for run in runs(again)][:3] == [["apps:locked"], ["builds:list"], ["config:export"]]
     assert dokku.env("web")["LEVEL"] == b"debug"

@@ -15,9 +15,10 @@ from sqlalchemy import select, text
 
 from intercity.extensions import db
 from intercity.jobs import expiring
-from intercity.jobs.deploy_executors import build_key
+from intercity.jobs.panel_deploy_executors import build_key
 from intercity.models import AuditEntry, CommandRun, Operation
-from intercity.services import deploys as deploy_service
+from intercity.services import deploys as history_service
+from intercity.services import panel_deploys as deploy_service
 from intercity.services import env as env_service
 from tests.support.builders import make_app
 from tests.support.operations import finished
@@ -149,7 +150,7 @@ def test_deploying_the_same_image_again_builds_nothing_and_says_to_rebuild(app, 
     again = finished(app, again.id)
     assert again.status == "succeeded"
     assert any("built nothing" in warning and "Rebuild" in warning for warning in again.warning_list)
-    rebuilt = deploy_service.rebuild(target, member)
+    rebuilt = history_service.rebuild_app(target, member)
     db.session.commit()
     assert finished(app, rebuilt.id).status == "succeeded"
     assert [c["command"] for c in dokku.calls() if c["command"] in ("git:from-image", "ps:rebuild")] == [

@@ -40,17 +40,24 @@ def test_every_kind_is_declared_with_what_the_panel_needs():
                                 "service.unlink", "service.destroy", "service.plugin_install",
                                 "service.backup_auth", "service.backup_encryption", "service.backup",
                                 "service.backup_schedule",
-                                "app.deploy_from_repo", "app.deploy_image", "app.rebuild"}
+                                "app.deploy_from_repo", "app.deploy_image",
+                                "app.builds", "app.scale", "app.rebuild", "app.stop", "app.start", "app.build_output",
+                                "server.drift_check", "server.events_on", "tls.refresh", "tls.install",
+                                "tls.set_email", "tls.cron_add", "tls.app_refresh", "tls.enable", "tls.renew",
+                                "tls.disable", "tls.revoke", "certificate.add", "certificate.remove"}
     for name, kind in kinds.KINDS.items():
         assert kind.name == name
         assert list(inspect.signature(kind.executor).parameters) == ["ctx"], name
         assert kind.deadline > 0 and kind.title and kind.refreshes
         assert name in kinds.in_region(kind.region)
     assert {name for name, kind in kinds.KINDS.items() if kind.read} == {"app.refresh", "server.refresh_keys",
-                                                                          "services.refresh"}
+                                                                          "services.refresh", "app.builds",
+                                                                          "app.build_output", "server.drift_check",
+                                                                          "tls.refresh", "tls.app_refresh"}
     assert {name for name, kind in kinds.KINDS.items() if kind.role == "admin"} == {
         "server.check", "deploy_keys.apply", "server.refresh_keys", "service.destroy", "service.plugin_install",
-        "service.backup_auth", "service.backup_encryption", "service.backup_schedule"}
+        "service.backup_auth", "service.backup_encryption", "service.backup_schedule", "server.events_on",
+        "tls.cron_add", "tls.install", "tls.set_email"}
 
 
 def test_a_kind_is_declared_once_and_unknown_kinds_are_refused():

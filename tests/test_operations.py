@@ -265,7 +265,8 @@ def test_restart_of_an_undeployed_app_fails_and_refresh_reads_ps_report(app, mem
     refreshed = run_op(app, "app.refresh", server=dokku_server, user=member, target=web)
     assert_succeeded(refreshed)
     web = db.session.get(App, web.id)
-    assert web.ps_status == {"deployed": True, "processes": 1, "running": True}
+    assert web.ps_status == {"deployed": True, "processes": 1, "running": True,
+                             "types": {"web": {"count": 1, "states": {"running": 1}}}}
     assert web.on_server is True and web.applied_seen_at is not None
 
 

@@ -612,7 +612,8 @@ def test_a_pending_operation_polls_and_a_final_one_does_not(client, logged_in, m
     body = text(response)
     assert "hx-trigger" not in body and "applied" in body and "Retry" not in body
     # the regions a restart refreshes reload, and the activity list with them
-    assert response.headers["HX-Trigger-After-Settle"] == "refresh-app-status, refresh-recent-region"
+    assert response.headers["HX-Trigger-After-Settle"] == ("refresh-app-status, refresh-processes, refresh-deploys, "
+                                                           "refresh-recent-region")
     # without htmx it is a page of its own
     page = text(client.get(f"/operations/{op.id}"))
     assert "<title>Operation #" in page and "dokku ps:restart api" in page
@@ -638,7 +639,8 @@ def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, mem
     page_url = f"/servers/{app.server_id}/apps/api"
     page = client.get(page_url)
     for region, also in (("app-status", ["app-head"]), ("env", []), ("domains", []),
-                         ("recent-region", ["recent-activity"]), ("deploy-source", []), ("app-tls", [])):
+                         ("recent-region", ["recent-activity"]), ("deploy-source", []), ("app-tls", []),
+                         ("processes", ["app-head"]), ("deploys", [])):
         response = client.get(page_url, query_string={"region": region}, headers=HTMX)
         body = text(response)
         ids = re.findall(r'<(?:div|section)[^>]* id="([^"]+)"', body)
@@ -648,7 +650,7 @@ def test_a_region_reload_answers_with_its_fragments_alone(client, logged_in, mem
     triggers = dict(re.findall(r'id="([^"]+)" hx-get="[^"]*" hx-select="[^"]*" hx-target="this" hx-swap="outerHTML"'
                                r'\s+hx-vals=\'[^\']*\' hx-trigger="([^"]+)"', text(page)))
     assert triggers == {region: f"refresh-{region} from:body"
-                        for region in ("app-status", "recent-region", "deploy-source", "app-tls")}
+                        for region in ("app-status", "recent-region", "deploy-source", "app-tls", "processes", "deploys")}
     # without htmx, or for a region the page does not have, the whole page
     assert "<html" in text(client.get(page_url, query_string={"region": "app-status"}))
     assert "<html" in text(client.get(page_url, query_string={"region": "nope"}, headers=HTMX))

@@ -100,6 +100,9 @@ def world(app, admin, member, viewer):
     key = DeployKey(server=server, name="alice", public_key=ED25519, key_type="ssh-ed25519",
                     fingerprint="SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4", added_by_email=admin.email)
     db.session.add(key)
+    from intercity.models import AppBuild
+
+    db.session.add(AppBuild(server_id=server.id, app_id=app_row.id, app_name="api", build_id="b-1", status="succeeded"))
     db.session.commit()
     from intercity.services import env as env_service
 
@@ -124,7 +127,7 @@ def world(app, admin, member, viewer):
         "args": {"server_id": server.id, "name": "api", "key": "API_TOKEN", "domain_id": domain.id,
                  "key_id": key.id, "operation_id": op.id, "seq": entry.seq, "target_id": target.id,
                  "message_id": message.id, "token": unsubscribe_token(viewer), "user_id": member.id,
-                 "invitation_id": invitation.id, "session_id": 10**6, "plugin": "postgres"},
+                 "invitation_id": invitation.id, "session_id": 10**6, "plugin": "postgres", "build_id": "b-1"},
     }
 
 

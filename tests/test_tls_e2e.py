@@ -150,6 +150,7 @@ def test_https_with_lets_encrypt_end_to_end(app, client, logged_in, admin, sshd,
     assert 88 <= (expiry - datetime.now(timezone.utc)).days <= 90
     assert f"{expiry:%Y-%m-%d}" in page and "automatic" in page
     assert tls_service.tls_enabled(db.session.get(type(shop), shop_id))
+    assert 'href="https://shop.example.com"' in page  # the app's links follow what the server serves
 
     # Renewal: --force, a routine Apps entry; a certificate valid for 10 days is announced ahead.
     dokku.certificate_days(10)

@@ -83,7 +83,13 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "app.restart_requested": ("app", False),
     "app.deploy_from_repo_requested": ("app", False),
     "app.deploy_image_requested": ("app", False),
+    # Deploys read from the server's build history, and the panel's scaling, rebuild, stop and start
+    "app.deployed": ("app", False),
+    "app.deploy_failed": ("app", False),
+    "app.scale_requested": ("app", False),
     "app.rebuild_requested": ("app", False),
+    "app.stop_requested": ("app", False),
+    "app.start_requested": ("app", False),
     "env_var.created": ("security", True),
     "env_var.updated": ("security", True),
     "env_var.deleted": ("security", True),

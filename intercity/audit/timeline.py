@@ -118,6 +118,30 @@ def _server_created(entry: AuditEntry, changes: dict) -> list[Part]:
     return parts
 
 
+def _deploy(entry: AuditEntry, changes: dict) -> list[Part]:
+    """" deployed web (prod-1) by a git push with deploy key alice: 1a2b3c4 in 42 s"."""
+    from intercity.dokku.builds import SOURCE_WORDS
+
+    failed = entry.action == "app.deploy_failed"
+    source = _event_detail(changes, "source") or ""
+    parts = [Part(" failed to deploy " if failed else " deployed "), Part(entry.app_name or _label(entry), "target")]
+    if entry.server_name:
+        parts.append(Part(f" ({entry.server_name})"))
+    parts.append(Part(f" by {SOURCE_WORDS.get(source, source) or 'a deploy'}"))
+    key, by = _event_detail(changes, "deployed_by"), _event_detail(changes, "by")
+    if key:
+        parts += [Part(" with deploy key "), Part(key, "actor")]
+    elif by:
+        parts.append(Part(f" ({by})"))
+    sha = _event_detail(changes, "git_sha")
+    if sha:
+        parts += [Part(": "), Part(sha[:12], "code")]
+    seconds = _event_detail(changes, "duration_seconds")
+    if seconds is not None:
+        parts.append(Part(f" in {seconds} s"))
+    return parts
+
+
 def _changed_fields(changes: dict) -> str:
     names = [FIELD_LABELS.get(key, key.replace("_", " ")) for key in sorted(changes) if key not in HIDDEN_FIELDS]
     return ", ".join(names) if names else "settings"
@@ -213,16 +237,20 @@ def predicate(entry: AuditEntry, operation: Operation | None = None) -> list[Par
                     *_server_place(entry, "on")]
         case "app.restart_requested":
             return [Part(" restarted "), Part(entry.app_name or _label(entry), "target"), *_server_place(entry, "on")]
-        case "app.deploy_from_repo_requested" | "app.deploy_image_requested" | "app.rebuild_requested":
+        case "app.deploy_from_repo_requested" | "app.deploy_image_requested":
             target = Part(entry.app_name or _label(entry), "target")
-            if action == "app.rebuild_requested":
-                return [Part(" rebuilt "), target, *_server_place(entry, "on")]
             if action == "app.deploy_image_requested":
                 data = _new(changes, "payload") or {}
                 image = data.get("image") if isinstance(data, dict) else None
                 return [Part(" deployed "), *([Part("image "), Part(str(image), "code"), Part(" to ")] if image
                                               else [Part("an image to ")]), target, *_server_place(entry, "on")]
             return [Part(" deployed "), target, Part(" from its repository"), *_server_place(entry, "on")]
+        case "app.deployed" | "app.deploy_failed":
+            return _deploy(entry, changes)
+        case "app.scale_requested" | "app.rebuild_requested" | "app.stop_requested" | "app.start_requested":
+            verb = {"app.scale_requested": "scaled", "app.rebuild_requested": "rebuilt",
+                    "app.stop_requested": "stopped", "app.start_requested": "started"}[action]
+            return [Part(f" {verb} "), Part(entry.app_name or _label(entry), "target"), *_server_place(entry, "on")]
         case "server.created":
             return _server_created(entry, changes)
         case "server.updated":

@@ -3,8 +3,9 @@
 
 def register_blueprints(app) -> None:
     from intercity.blueprints import (account, apps, audit, auth, databases, deploys, discard, drift, health, history,
-                                      home, operations, servers, service_backups, settings, setup, team, tls)
+                                      home, operations, panel_deploys, servers, service_backups, settings, setup, team,
+                                      tls)
 
-    for module in (auth, health, home, setup, servers, databases, service_backups, drift, apps, deploys, operations,
-                   discard, audit, history, team, account, settings, tls):
+    for module in (auth, health, home, setup, servers, databases, service_backups, drift, apps, deploys,
+                   panel_deploys, operations, discard, audit, history, team, account, settings, tls):
         app.register_blueprint(module.bp)

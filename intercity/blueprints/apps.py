@@ -14,11 +14,19 @@ from intercity.extensions import db
 from intercity.models import App, Domain, Server
 from intercity.services import drift as drift_service
 from intercity.services import apps as app_service
+from intercity.services import deploys as deploy_service
 from intercity.services import domains as domain_service
 from intercity.services import env as env_service
 from intercity.services.operations import region_operations
 from intercity.services import row_state
 from intercity.web import render, render_page, require_role
+
+
+def deploys_context(app):
+    from intercity.blueprints.deploys import page_context  # it imports this module
+
+    return page_context(app)
+
 
 bp = Blueprint("apps", __name__, url_prefix="/servers/<int:server_id>/apps")
 
@@ -30,6 +38,8 @@ REGIONS = {
     "app-tls": ("apps/_tls.html",),
     "recent-region": ("_partials/_recent_region.html",),
     "deploy-source": ("apps/_deploy_source.html",),
+    "processes": ("apps/_processes.html", "apps/_head.html"),
+    "deploys": ("apps/_deploys.html",),
 }
 # Forms that change env vars or domains also refresh the head, the status (pending operations) and the activity.
 APP_OOB = "#flashes,#app-head,#app-status,#recent-activity,#app-tls"
@@ -86,7 +96,7 @@ def import_apps(server_id: int):
 
 
 def _context(app: App, **forms) -> dict:
-    from intercity.blueprints.deploys import page_context  # deploys and logs (blueprints/deploys.py)
+    from intercity.blueprints.panel_deploys import page_context  # deploys from the panel and logs
 
     pending = app_service.pending_operations(app)
     return dict(
@@ -113,6 +123,7 @@ def _context(app: App, **forms) -> dict:
         cards_page="app",
         app_oob=APP_OOB,
         **tls_views.app_context(app),
+        **deploys_context(app),
     )
 
 
@@ -127,6 +138,8 @@ def show(server_id: int, name: str):
     app = app_service.find_app(server_id, name)
     if app is None:
         return _gone(server_id, name)
+    if not request.args.get("region"):
+        attempt(lambda: deploy_service.read_when_opened(app, _user()))  # builds and processes, once a minute
     return render_page("apps/show.html", REGIONS, **_context(app))
 
 

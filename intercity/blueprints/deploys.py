@@ -1,46 +1,30 @@
-"""An app's deploys started from the panel (repository, image, rebuild) with their live output, and its logs."""
+"""Deploys: an app's processes (scale, rebuild, stop, start) and the list of every app across servers."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
-from wtforms import IntegerField, StringField
-from wtforms.validators import Optional
 
 from intercity.blueprints.panel_support import attempt, back
-from intercity.dokku import deploys as deploy_rules
-from intercity.extensions import db
-from intercity.jobs import expiring
-from intercity.jobs.deploy_executors import build_key
-from intercity.jobs.kinds import BUILD_KINDS
-from intercity.models import App, Operation
+from intercity.dokku.builds import SOURCE_WORDS
 from intercity.services import apps as app_service
 from intercity.services import deploys as deploy_service
-from intercity.services import logs as log_service
 from intercity.services.operations import region_operations
 from intercity.web import require_role
 
-bp = Blueprint("deploys", __name__, url_prefix="/servers/<int:server_id>/apps/<name>")
+bp = Blueprint("deploys", __name__)
 
-# Forms on this part of the app page refresh the head, the status and the activity too.
-DEPLOY_OOB = "#flashes,#app-head,#app-status,#recent-activity"
-
-
-class SourceForm(FlaskForm):
-    repo_url = StringField("Repository URL", id="deploy-repo-url")
-    repo_ref = StringField("Branch, tag or commit", id="deploy-repo-ref")
+APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
 
 
-class ImageForm(FlaskForm):
-    image = StringField("Image", id="deploy-image")
+@bp.app_context_processor
+def _links():
+    # Every page that lists apps links to them the same way (services.deploys.app_urls).
+    return {"app_urls_of": deploy_service.app_urls}
 
 
-class LogsForm(FlaskForm):
-    lines = IntegerField("Lines", default=log_service.DEFAULT_LINES, validators=[Optional()], id="logs-lines")
-    process_type = StringField("Process type", id="logs-process")
-
-
-def _app(server_id: int, name: str) -> App:
+def _app(server_id: int, name: str):
     app = app_service.find_app(server_id, name)
     if app is None:
         abort(404)
@@ -51,135 +35,85 @@ def _user():
     return current_user._get_current_object()
 
 
-def _page(app: App, **anchor) -> str:
-    return url_for("apps.show", server_id=app.server_id, name=app.name, **anchor)
+def _page(app) -> str:
+    return url_for("apps.show", server_id=app.server_id, name=app.name)
 
 
-def page_context(app: App, forms: dict) -> dict:
-    """What the app page's deploy and logs parts need (apps.show and the error pages of these forms)."""
-    source_form = forms.get("source_form") or SourceForm(formdata=None, repo_url=app.deploy_repo_url,
-                                                         repo_ref=app.deploy_repo_ref)
-    token = request.args.get("logs", "")
-    record = None
-    if token and current_user.is_authenticated and current_user.can("member"):
-        record = log_service.find(app, _user(), token)
-    return dict(
-        source_form=source_form,
-        image_form=forms.get("image_form") or ImageForm(formdata=None, image=app.deploy_image),
-        logs_form=forms.get("logs_form") or LogsForm(formdata=None),
-        deploy_operations=region_operations("deploy-source", app_id=app.id),
-        building=deploy_service.building(app),
-        build_kinds=BUILD_KINDS,
-        private_hint=deploy_rules.PRIVATE_HINT,
-        log_token=token if record is not None else None,
-        log_record=record,
-        log_settings=log_service.settings(),
-        deploy_oob=DEPLOY_OOB,
-    )
+def page_context(app) -> dict:
+    """What the app page's deploy parts show (the app page's context includes it)."""
+    read = deploy_service.last_read(app)
+    updated = (read.info or {}).get("last_updated_at") if read is not None else None
+    return dict(builds=deploy_service.recent_builds(app), deploy_read=read,
+                deploy_updated_at=datetime.fromtimestamp(updated, timezone.utc) if isinstance(updated, int) else None,
+                app_urls=deploy_service.app_urls(app), processes_oob=APP_OOB, source_words=SOURCE_WORDS,
+                process_operations=region_operations("processes", app_id=app.id),
+                deploy_operations=region_operations("deploys", app_id=app.id),
+                scale_errors={}, scale_values={})
 
 
-def _invalid(app: App, **forms):
+def _member_action(server_id: int, name: str, call, started: str):
+    app = _app(server_id, name)
+    op, error = attempt(lambda: call(app, _user()))
+    if error is not None:
+        return back(_page(app) + "#processes", error.message, "error")
+    return back(_page(app) + "#processes", started.format(app=app.name), "info", operation=op)
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/scale")
+@require_role("member")
+def scale(server_id: int, name: str):
     from intercity.blueprints.apps import _context
 
-    return render_template("apps/show.html", **_context(app, **forms)), 422
-
-
-# --- the source and the builds --------------------------------------------------------------
-
-
-@bp.post("/deploy-source")
-@require_role("member")
-def save_source(server_id: int, name: str):
     app = _app(server_id, name)
-    form = SourceForm()
-    deploy_now = request.form.get("action") == "deploy"
+    values = {key: value for key, value in request.form.items() if key.startswith("scale-") or key.startswith("new_")}
 
-    def save():
-        deploy_service.save_source(app, _user(), url=form.repo_url.data, ref=form.repo_ref.data)
-        return deploy_service.deploy_from_repo(app, _user()) if deploy_now else None
+    def request_scale():
+        return deploy_service.scale_app(app, _user(), deploy_service.parse_scale_form(values))
 
-    op, error = attempt(save, form, "repo_url")
-    if error is not None:
-        if deploy_rules.CREDENTIALS == error.message:
-            form.repo_url.data = ""  # never sent back into the page: it holds a credential
-        return _invalid(_app(server_id, name), source_form=form)
-    if op is not None:
-        return back(_page(app), f"Deploying {app.name} from {app.deploy_repo_url}…", "info", operation=op)
-    return back(_page(app), f"Saved where {app.name} deploys from.", "success")
-
-
-@bp.post("/deploy-image")
-@require_role("member")
-def deploy_image(server_id: int, name: str):
+    op, error = attempt(request_scale)
+    if error is None:
+        return back(_page(app) + "#processes", f"Scaling {app.name}…", "info", operation=op)
     app = _app(server_id, name)
-    form = ImageForm()
-    op, error = attempt(lambda: deploy_service.deploy_image(app, _user(), image=form.image.data), form, "image")
-    if error is not None:
-        return _invalid(_app(server_id, name), image_form=form)
-    return back(_page(app), f"Deploying {op.data.get('image')} to {app.name}…", "info", operation=op)
+    context = _context(app)
+    context.update(scale_errors={error.field or "new_type": error.message}, scale_values=values)
+    return render_template("apps/show.html", **context), 422
 
 
-@bp.post("/rebuild")
+@bp.post("/servers/<int:server_id>/apps/<name>/rebuild")
 @require_role("member")
 def rebuild(server_id: int, name: str):
+    return _member_action(server_id, name, deploy_service.rebuild_app, "Rebuilding {app} from its last source…")
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/stop")
+@require_role("member")
+def stop(server_id: int, name: str):
+    return _member_action(server_id, name, deploy_service.stop_app, "Stopping {app}…")
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/start")
+@require_role("member")
+def start(server_id: int, name: str):
+    return _member_action(server_id, name, deploy_service.start_app, "Starting {app}…")
+
+
+@bp.post("/servers/<int:server_id>/apps/<name>/builds/<build_id>/output")
+@require_role("member")
+def build_output(server_id: int, name: str, build_id: str):
     app = _app(server_id, name)
-    op, error = attempt(lambda: deploy_service.rebuild(app, _user()))
+    op, error = attempt(lambda: deploy_service.build_output(app, _user(), build_id))
     if error is not None:
-        return back(_page(app), error.message, "error")
-    return back(_page(app), f"Rebuilding {app.name}…", "info", operation=op)
+        return back(_page(app) + "#deploys", error.message, "error")
+    return back(_page(app) + "#deploys", f"Reading the log of build {build_id} from {app.server.name}…", "info",
+                operation=op)
 
 
-@bp.get("/builds/<int:operation_id>/output")
+@bp.get("/apps")
 @login_required
-def build_output(server_id: int, name: str, operation_id: int):
-    """A running build's output as far as it came (the page polls this every 2 s until the build ends)."""
-    app = _app(server_id, name)
-    op = db.session.get(Operation, operation_id)
-    if op is None or op.app_id != app.id:
-        abort(404)
-    # Only builds write live output; any other operation of the app answers as an ended one.
-    text = expiring.buffer().get(build_key(op.id)) if op.pending and op.kind in BUILD_KINDS else None
-    return render_template("apps/_build_output.html", app=app, server=app.server, op=op, text=text,
-                           build_kinds=BUILD_KINDS)
-
-
-# --- logs -------------------------------------------------------------------------------
-
-
-@bp.post("/logs")
-@require_role("member")
-def logs_start(server_id: int, name: str):
-    app = _app(server_id, name)
-    form = LogsForm()
-    follow = request.form.get("action") == "follow"
-    token, error = attempt(lambda: log_service.start(app, _user(), lines=request.form.get("lines"),
-                                                      process=form.process_type.data, follow=follow), form, "lines")
-    if error is not None:
-        if request.headers.get("HX-Request") == "true":
-            return render_template("apps/_log_read.html", app=app, server=app.server, record=None, token=None,
-                                   error=error.message, log_settings=log_service.settings()), 422
-        return _invalid(_app(server_id, name), logs_form=form)
-    if request.headers.get("HX-Request") != "true":
-        return redirect(_page(app, logs=token, _anchor="logs"), code=303)
-    return _read_fragment(app, token, log_service.find(app, _user(), token), first=True)
-
-
-@bp.get("/logs/<token>")
-@require_role("member")
-def logs_read(server_id: int, name: str, token: str):
-    app = _app(server_id, name)
-    return _read_fragment(app, token, log_service.find(app, _user(), token))
-
-
-@bp.post("/logs/<token>/next")
-@require_role("member")
-def logs_next(server_id: int, name: str, token: str):
-    """The next read of a follow (the page asks every few seconds while it follows)."""
-    app = _app(server_id, name)
-    return _read_fragment(app, token, log_service.next_round(app, _user(), token))
-
-
-def _read_fragment(app: App, token: str, record: dict | None, first: bool = False):
-    return render_template("apps/_log_read.html", app=app, server=app.server, record=record, token=token,
-                           first=first, error=None, log_settings=log_service.settings(),
-                           follow_state=log_service.follow_state(record) if record else None)
+def all_apps():
+    query = request.args.get("q", "")[:255]
+    apps = deploy_service.all_apps(query)
+    servers = sorted({app.server_id for app in apps})
+    return render_template("deploys/all_apps.html", apps=apps, query=query,
+                           last_deploys=deploy_service.last_deploys(servers),
+                           states=deploy_service.states_for(apps))

@@ -333,3 +333,77 @@ def ps_restart(app: str) -> Command:
 def ps_report(app: str, json_format: bool) -> Command:
     app = _existing_app(app)
     return _command("ps:report", "ps:report", app, *_format(json_format), app=app)
+
+
+# --- deploys: build history (Dokku 0.38+), what is running, scaling ---------------------
+
+BUILDS_SINCE = DokkuVersion(0, 38, 0)
+# Process types as Procfile names them; a count Dokku accepts.
+PROCESS_TYPE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
+MAX_SCALE = 100
+
+
+def builds_list(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("builds:list", "builds:list", app, "--format", "json", app=app)
+
+
+def builds_info(app: str, build_id: str) -> Command:
+    app = _existing_app(app)
+    return _command("builds:info", "builds:info", app, _build_id(build_id), "--format", "json", app=app)
+
+
+def builds_output(app: str, build_id: str) -> Command:
+    app = _existing_app(app)
+    return _command("builds:output", "builds:output", app, _build_id(build_id), app=app)
+
+
+def _build_id(build_id: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}", build_id or ""):
+        raise ValidationError("That is not a build id Dokku lists.", "build")
+    return build_id
+
+
+def git_report(app: str, json_format: bool) -> Command:
+    app = _existing_app(app)
+    return _command("git:report", "git:report", app, *_format(json_format), app=app)
+
+
+def apps_report(app: str, json_format: bool) -> Command:
+    app = _existing_app(app)
+    return _command("apps:report", "apps:report", app, *_format(json_format), app=app)
+
+
+def events() -> Command:
+    """The last 100 lines of Dokku's event log (empty when it was never switched on)."""
+    return _command("events", "events")
+
+
+def ps_scale(app: str, counts: dict[str, int]) -> Command:
+    app = _existing_app(app)
+    if not counts:
+        raise ValidationError("Give at least one process type a count.", "scale")
+    pairs = []
+    for proc in sorted(counts):
+        if not PROCESS_TYPE.match(proc):
+            raise ValidationError(f"{proc!r} is not a process type: use lowercase letters, digits, - and _.", "scale")
+        count = counts[proc]
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_SCALE:
+            raise ValidationError(f"The count for {proc} must be a whole number from 0 to {MAX_SCALE}.", "scale")
+        pairs.append(f"{proc}={count}")
+    return _command("ps:scale", "ps:scale", app, *pairs, app=app)
+
+
+def ps_rebuild(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("ps:rebuild", "ps:rebuild", app, app=app)
+
+
+def ps_stop(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("ps:stop", "ps:stop", app, app=app)
+
+
+def ps_start(app: str) -> Command:
+    app = _existing_app(app)
+    return _command("ps:start", "ps:start", app, app=app)

@@ -107,11 +107,6 @@ def git_from_image(app: str, name: str) -> Command:
     return _command("git:from-image", "git:from-image", app, validation.operand(image(name), "image"), app=app)
 
 
-def ps_rebuild(app: str) -> Command:
-    app = _existing_app(app)
-    return _command("ps:rebuild", "ps:rebuild", app, app=app)
-
-
 def logs(app: str, lines: int, process: str | None = None) -> Command:
     """`logs APP -n N [-p TYPE]`: the last lines of the running containers (never -t: it would not end)."""
     app = _existing_app(app)

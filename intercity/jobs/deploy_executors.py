@@ -1,97 +1,111 @@
-"""Executors of the builds the panel starts (from a repository, from an image, a rebuild), with their output live.
-
-While a build runs, its output goes, line by line and redacted like every transcript, into the
-expiring buffer under `build_key(op_id)`, which the app page polls; nothing of it is audited or
-stored there. The command's run is recorded once, at the end, as every command's is.
-"""
+"""Executors for deploys: read the build history, scale, rebuild, stop and start an app."""
 from __future__ import annotations
 
-import codecs
-
-from intercity.dokku import deploys
-from intercity.jobs import expiring
-from intercity.jobs.executors import OperationContext, OperationError
-
-# The live view keeps the end of the output (a build's error comes last); the transcript keeps more.
-LIVE_LIMIT = 64 * 1024
-# While the build runs, each line written keeps the output an hour; once it ended, a minute.
-LIVE_TTL = 3600
-ENDED_TTL = 60
-# A line longer than this is shown in pieces (progress bars print no newline).
-LONGEST_LINE = 4096
+from intercity.dokku import builds as build_parsers
+from intercity.dokku import commands, deploy_events, parsers
+from intercity.dokku.commands import BUILDS_SINCE
+from intercity.dokku.parsers import DokkuError
+from intercity.extensions import db
+from intercity.models.base import utcnow
 
 
-def build_key(op_id: int) -> str:
-    return f"build:{op_id}"
+def _ps_json(ctx) -> bool:
+    return ctx.version >= BUILDS_SINCE
 
 
-class LiveOutput:
-    """Feeds a command's output into the expiring buffer, whole lines at a time, each redacted."""
-
-    def __init__(self, op_id: int, redactor):
-        self.key = build_key(op_id)
-        self.redactor = redactor
-        self.store = expiring.buffer()
-        self.decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")}
-        self.partial = {"stdout": "", "stderr": ""}
-        self.store.put(self.key, "", LIVE_TTL)
-
-    def feed(self, stream: str, data: bytes) -> None:
-        text = self.partial[stream] + self.decoders[stream].decode(data)
-        lines = text.split("\n")
-        rest = lines.pop()
-        if len(rest) > LONGEST_LINE:
-            lines.append(rest)
-            rest = ""
-        self.partial[stream] = rest
-        if lines:
-            self._write(lines)
-
-    def _write(self, lines: list[str]) -> None:
-        # Redacted per line: a known secret (or each long line of a multi-line one) sits within one line.
-        text = "".join(self.redactor.redact(line.rstrip("\r")) + "\n" for line in lines)
-        try:
-            self.store.append(self.key, text, LIVE_TTL, LIVE_LIMIT)
-        except Exception:  # the live view is a convenience: a Redis hiccup must not fail the build
-            pass
-
-    def close(self) -> None:
-        rest = [part for part in self.partial.values() if part]
-        if rest:
-            self._write(rest)
-        try:
-            self.store.expire(self.key, ENDED_TTL)
-        except Exception:
-            pass
-
-
-def _build(ctx: OperationContext, command) -> None:
-    live = LiveOutput(ctx.op_id, ctx.redactor)
-    try:
-        ctx.run(command, on_output=live.feed)
-    finally:
-        live.close()
-
-
-def deploy_from_repo(ctx: OperationContext) -> None:
-    """git:sync --build with the repository and ref the panel holds now (a retry builds the current ones)."""
+def read_processes(ctx) -> None:
+    """ps:report once: deployed/running/count as before, plus processes per type with their states."""
+    name = ctx.app().name
+    json_format = _ps_json(ctx)
+    out = ctx.run(commands.ps_report(name, json_format)).out
+    report = parsers.parse_ps_report(out, json_format)
     app = ctx.app()
-    if not app.deploy_repo_url:
-        raise OperationError(f"{app.name} has no repository to deploy from any more: save one first.")
-    _build(ctx, deploys.git_sync_build(app.name, app.deploy_repo_url, app.deploy_repo_ref))
+    app.ps_status = {"deployed": report.deployed, "running": report.running, "processes": report.processes,
+                     "types": build_parsers.parse_processes(out, json_format)}
+    app.ps_checked_at = utcnow()
+    db.session.commit()
 
 
-def deploy_image(ctx: OperationContext) -> None:
+def read_builds(ctx) -> None:
+    """The app's builds (0.38+): each kept once; new finished deploys become entries, with who pushed."""
+    from intercity.services import deploys
+
     app = ctx.app()
-    image = ctx.payload.get("image") or app.deploy_image
-    if not image:
-        raise OperationError(f"{app.name} has no image to deploy: enter one first.")
-    _build(ctx, deploys.git_from_image(app.name, image))
-    if any("No changes detected" in warning for warning in ctx.warnings):
-        ctx.warnings[:] = [w for w in ctx.warnings if "No changes detected" not in w]
-        ctx.warn(f"Dokku saw the same image and arguments as the last deploy of {app.name}, so it built nothing. "
-                 "Use Rebuild to build the app again from that image.")
+    name = app.name
+    if ctx.version < BUILDS_SINCE:
+        _read_without_history(ctx, name)
+        return
+    found = build_parsers.parse_builds(ctx.run(commands.builds_list(name)).out)
+    known = {row.build_id: row.status for row in deploys.recent_builds(app, limit=1000)}
+    fresh = [b for b in found if known.get(b.id) != b.status]
+    events_text = git_sha = None
+    new_deploys = [b for b in fresh if b.deploy and b.finished]
+    if new_deploys:
+        # Only when there is something new to attribute: a command or two more, not on every reading.
+        events_text = ctx.run(commands.events()).out
+        events = deploy_events.parse(events_text)
+        if any(deploy_events.revision(events, name, b.pid, b.started_at, b.finished_at) is None
+               for b in new_deploys):
+            git_sha = build_parsers.parse_git_report(ctx.run(commands.git_report(name, True)).out, True)["git_sha"]
+    app, server = ctx.app(), ctx.server()
+    deploys.record_builds(app, server, fresh, events_text, git_sha, operation_id=ctx.op_id)
+    deploys.remember_read(app, {"history": True, "version": str(ctx.version), "listed": len(found)})
+    db.session.commit()
 
 
-def rebuild(ctx: OperationContext) -> None:
-    _build(ctx, deploys.ps_rebuild(ctx.app().name))
+def _read_without_history(ctx, name: str) -> None:
+    """Before 0.38 Dokku keeps no build list: the current deploy's sha and source are all there is."""
+    from intercity.services import deploys
+
+    git = build_parsers.parse_git_report(ctx.run(commands.git_report(name, False)).out, False)
+    source = build_parsers.parse_deploy_source(ctx.run(commands.apps_report(name, False)).out, False)
+    deploys.remember_read(ctx.app(), {"history": False, "version": str(ctx.version), **git, **source})
+    db.session.commit()
+
+
+def app_builds(ctx) -> None:
+    read_builds(ctx)
+
+
+def _then_read(ctx) -> None:
+    """After the panel's own deploy-like work: what runs now and the build it left (failures are warnings)."""
+    for reader in (read_processes, read_builds):
+        try:
+            reader(ctx)
+        except DokkuError as error:
+            ctx.warn(f"The change was made, but reading the app back failed: {error.message}")
+
+
+def app_scale(ctx) -> None:
+    counts = {str(k): int(v) for k, v in (ctx.payload.get("scale") or {}).items()}
+    ctx.run(commands.ps_scale(ctx.app().name, counts))
+    _then_read(ctx)
+
+
+def app_rebuild(ctx) -> None:
+    """`ps:rebuild`, its output live like the panel's other builds; then what runs and the build it left."""
+    from intercity.jobs.panel_deploy_executors import stream_build
+
+    stream_build(ctx, commands.ps_rebuild(ctx.app().name))
+    _then_read(ctx)
+
+
+def app_stop(ctx) -> None:
+    ctx.run(commands.ps_stop(ctx.app().name))
+    read_processes(ctx)
+
+
+def app_start(ctx) -> None:
+    ctx.run(commands.ps_start(ctx.app().name))
+    _then_read(ctx)
+
+
+def app_restart_then_read(ctx) -> None:
+    """A restart, then what runs and the build it left (the restart itself is no deploy entry)."""
+    ctx.run(commands.ps_restart(ctx.app().name))
+    _then_read(ctx)
+
+
+def app_build_output(ctx) -> None:
+    """builds:output of one build: the command's transcript (redacted, truncated like every one) is the log."""
+    ctx.run(commands.builds_output(ctx.app().name, str(ctx.payload.get("build", ""))))

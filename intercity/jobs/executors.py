@@ -756,8 +756,18 @@ def _check_deploys_ended(ctx: OperationContext, earlier: list[Operation]) -> Non
             f"A deploy of {name} is still running on {ctx.server_name} (its deploy lock is in place), perhaps "
             f"the one the earlier command started. Nothing was changed; retry once it has finished "
             f"(`dokku apps:locked {name}` on the server tells).")
-    # Dokku 0.38 and newer also list running builds (`builds:list`); the panel does not read that
-    # yet, as its test double does not model it. The deploy lock covers restarts and deploys.
+    # Dokku 0.38 and newer also keep a build record while a build or deploy runs: one still running
+    # (its lock already released, or taken by no lock) means the same.
+    if ctx.version >= commands.BUILDS_SINCE:
+        from intercity.dokku.builds import parse_builds
+
+        running = [b for b in parse_builds(ctx.run(commands.builds_list(name)).out) if b.status == "running"]
+        if running:
+            since = running[0].started_at.strftime("%H:%M:%S UTC") if running[0].started_at else "earlier"
+            raise OperationError(
+                f"A build of {name} is still running on {ctx.server_name} (build {running[0].id}, started {since}), "
+                f"perhaps the one the earlier command started. Nothing was changed; retry once it has finished "
+                f"(`dokku builds:list {name}` on the server tells).")
 
 
 def _earlier_names(earlier: list[Operation], added: str, removed: str) -> tuple[set[str], set[str]]:

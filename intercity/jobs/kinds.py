@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intercity.jobs import (backup_executors, deploy_executors, drift, drift_executors, executors, service_executors,
-                           tls_executors)
+from intercity.jobs import (backup_executors, deploy_executors, drift, drift_executors, executors,
+                           panel_deploy_executors, service_executors, tls_executors)
 
 # Where an operation's card shows: a page of the panel, and the region on it that lists the card.
 PAGES = ("app", "server", "deploy_keys")
@@ -116,11 +116,11 @@ declare("app.create", category="app", title="create the app", executor=executors
 declare("app.destroy", category="app", title="destroy the app", executor=executors.app_destroy,
         refreshes=("app-status",), request_action="app.destroy_requested", deadline=600,
         done="{app} was destroyed on {server}", removes_app=True)
-declare("app.restart", category="app", title="restart the app", executor=executors.app_restart,
-        refreshes=("app-status",), request_action="app.restart_requested", deadline=900,
+declare("app.restart", category="app", title="restart the app", executor=deploy_executors.app_restart_then_read,
+        refreshes=("app-status", "processes", "deploys"), request_action="app.restart_requested", deadline=900,
         hands_to_docker=True)
-declare("app.refresh", category="app", title="refresh the app's status", executor=executors.app_refresh,
-        refreshes=("app-status",), deadline=60, read=True)
+declare("app.refresh", category="app", title="refresh the app's status", executor=deploy_executors.read_processes,
+        refreshes=("app-status", "processes"), deadline=60, read=True)
 declare("env.apply", category="security", title="apply environment variables", executor=executors.env_apply,
         region="env", refreshes=("app-status",), deadline=900)
 declare("domains.apply", category="app", title="apply domains", executor=executors.domains_apply,
@@ -144,19 +144,16 @@ declare("service.unlink", category="security", title="unlink a database service"
         executor=service_executors.service_unlink, page="server", region="services", refreshes=("services",),
         request_action="service.unlink_requested", deadline=900)
 
-# --- deploys the panel starts: built on the server, output shown live (jobs/deploy_executors.py) -------
+# --- deploys the panel starts: built on the server, output shown live (jobs/panel_deploy_executors.py) ---
 
 BUILD_KINDS = ("app.deploy_from_repo", "app.deploy_image", "app.rebuild")
 declare("app.deploy_from_repo", category="app", title="deploy from the repository",
-        executor=deploy_executors.deploy_from_repo, region="deploy-source", refreshes=("app-status", "deploy-source"),
+        executor=panel_deploy_executors.deploy_from_repo, region="deploy-source", refreshes=("app-status", "deploy-source"),
         request_action="app.deploy_from_repo_requested", deadline=1800, hands_to_docker=True, long_wait=True,
         done="Deployed on {server}")
-declare("app.deploy_image", category="app", title="deploy an image", executor=deploy_executors.deploy_image,
+declare("app.deploy_image", category="app", title="deploy an image", executor=panel_deploy_executors.deploy_image,
         region="deploy-source", refreshes=("app-status", "deploy-source"), request_action="app.deploy_image_requested",
         deadline=1800, hands_to_docker=True, long_wait=True, done="Deployed on {server}")
-declare("app.rebuild", category="app", title="rebuild the app", executor=deploy_executors.rebuild,
-        region="deploy-source", refreshes=("app-status", "deploy-source"), request_action="app.rebuild_requested",
-        deadline=1800, hands_to_docker=True, long_wait=True, done="Rebuilt on {server}")
 # --- service plugins and backups: installing a plugin (root only), S3 credentials, checked backups --------
 
 declare("service.plugin_install", category="server", title="install a service plugin",
@@ -215,3 +212,23 @@ declare("certificate.add", category="security", title="install the uploaded cert
 declare("certificate.remove", category="security", title="remove the certificate",
         executor=tls_executors.certificate_remove, region="app-tls", refreshes=("app-tls",),
         request_action="certificate.removed", deadline=120)
+# --- deploys: the build history, what runs, scaling (their cards show in the app's processes region) ---
+
+declare("app.builds", category="app", title="read the deploy history", executor=deploy_executors.app_builds,
+        region="deploys", refreshes=("deploys",), deadline=60, read=True)
+declare("app.scale", category="app", title="scale the app", executor=deploy_executors.app_scale,
+        region="processes", refreshes=("processes", "app-status", "deploys"), request_action="app.scale_requested",
+        deadline=900, hands_to_docker=True)
+declare("app.rebuild", category="app", title="rebuild the app", executor=deploy_executors.app_rebuild,
+        region="processes", refreshes=("processes", "app-status", "deploys", "deploy-source"),
+        request_action="app.rebuild_requested", deadline=1800, hands_to_docker=True, long_wait=True,
+        done="Rebuilt on {server}")
+declare("app.stop", category="app", title="stop the app", executor=deploy_executors.app_stop,
+        region="processes", refreshes=("processes", "app-status"), request_action="app.stop_requested",
+        deadline=300)
+declare("app.start", category="app", title="start the app", executor=deploy_executors.app_start,
+        region="processes", refreshes=("processes", "app-status", "deploys"), request_action="app.start_requested",
+        deadline=900, hands_to_docker=True)
+# A finished build's log as the server keeps it (builds:output): its transcript, redacted and truncated, is the log.
+declare("app.build_output", category="app", title="read a build's log", executor=deploy_executors.app_build_output,
+        region="deploys", refreshes=("deploys",), deadline=60, read=True)

@@ -11,11 +11,12 @@ from intercity.models.setting import PanelSetting
 from intercity.models.applied import AppliedValue
 from intercity.models.service_backup import ServiceBackup
 from intercity.models.tls import TlsReading, UploadedCertificate
+from intercity.models.build import AppBuild, AppDeployRead
 
 __all__ = [
     "User", "ROLES", "Server", "DeployKey", "App", "EnvVar", "Domain",
     "Operation", "CommandRun", "AuditEntry", "AuditCheckpoint",
     "NotificationPreference", "NotificationTarget", "NotifyCursor", "NotifyThrottle", "OutboxMessage",
     "Invitation", "UserSession", "RecoveryCode", "PanelSetting", "AppliedValue", "ServiceBackup",
-    "TlsReading", "UploadedCertificate",
+    "TlsReading", "UploadedCertificate", "AppBuild", "AppDeployRead",
 ]

@@ -21,6 +21,9 @@ State lives on disk under ``$DOKKU_DOUBLE_ROOT``::
     apps/<app>/VHOST          one domain per line (like Dokku's VHOST file)
     apps/<app>/DEPLOYED       marker: the app counts as deployed
     apps/<app>/.deploy.lock   the deploy lock (apps:lock, or a deploy in progress)
+    apps/<app>/builds/        build records <id>.json and logs <id>.log (builds:*, 0.38.0+)
+    apps/<app>/SCALE, STOPPED process counts (JSON) and the ps:stop marker
+    apps/<app>/GIT_SHA, GIT_UPDATED_AT, DEPLOY_SOURCE[_METADATA]  what git:report / apps:report say
     ENV, VHOST                the --global config and global domains
     events-on, events.log     events:on marker and the event log `events` prints
     authorized_keys           the dokku user's keys, in sshcommand's format
@@ -90,9 +93,15 @@ export prints EXPORT_MAGIC and DUMP_SIZE bytes (file DUMP_SIZE, default 96 KiB).
 reference gives no text (argument errors of backup-*, plugin:install's progress lines) the
 text is marked inferred in a comment. plugin:install (root only) creates the marker.
 
-Known simplifications: no real builds (git:sync --build, git:from-image and
-ps:rebuild print canned, INFERRED build steps; see their block), other plugins,
-containers or nginx (restarts print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
+Deploys (tests/support/deploys.py records one: a build record, its log, event lines):
+builds:list/info/output answer from the records (before 0.38.0 they are unknown
+commands); ps:rebuild, ps:start and ps:scale print a canned deploy log and write a
+build record; ps:stop marks the app stopped (ps:report then says `exited`); texts the
+reference does not give are marked (inferred) where they are printed.
+
+Known simplifications: no real builds (git:sync --build, git:from-image and ps:rebuild
+print canned, INFERRED build steps; see their blocks), other plugins, containers or nginx
+(restarts print a short canned deploy log); only the subcommands in ``COMMANDS`` exist;
 nginx output is that of a host where nginx is not running (as in the golden
 records); ``--force`` after the
 subcommand is only understood by apps:destroy (as in Dokku, Go subcommands
@@ -1026,12 +1035,17 @@ def cmd_apps_locked(ctx: Context, args: list[str]) -> None:
         ctx.console.out("Deploy lock exists")
 
 
+def _read_marker(state: State, app: str, name: str, default: str) -> str:
+    path = state.app_dir(app) / name
+    return path.read_text().strip() if path.exists() else default
+
+
 def _apps_report_flags(ctx: Context, app: str) -> dict[str, str]:
     created = ctx.state.app_dir(app) / "created-at"
     return {
         "--app-created-at": created.read_text().strip() if created.exists() else "",
-        "--app-deploy-source": "git" if ctx.state.deployed(app) else "",
-        "--app-deploy-source-metadata": "",
+        "--app-deploy-source": _read_marker(ctx.state, app, "DEPLOY_SOURCE", "git-push" if ctx.state.deployed(app) else ""),
+        "--app-deploy-source-metadata": _read_marker(ctx.state, app, "DEPLOY_SOURCE_METADATA", ""),
         "--app-dir": f"{DOKKU_HOME}/{app}",
         "--app-global-disable-autocreation": "",
         "--app-locked": "true" if ctx.state.locked(app) else "false",
@@ -1635,10 +1649,12 @@ def _ps_report_flags(ctx: Context, app: str) -> dict[str, str]:
     }
     if app == "--global":
         return flags
+    scale = scale_of(ctx.state, app) if deployed else {}
+    down = stopped(ctx.state, app)
     flags.update(
         {
             "--deployed": "true" if deployed else "false",
-            "--processes": "1" if deployed else "0",
+            "--processes": str(sum(scale.values())),
             "--ps-can-scale": "true",
             "--ps-dockerfile-start-cmd": "",
             "--ps-procfile-path": "",
@@ -1647,11 +1663,14 @@ def _ps_report_flags(ctx: Context, app: str) -> dict[str, str]:
             "--ps-start-cmd": "",
             "--ps-stop-timeout-seconds": "",
             "--restore": "true",
-            "--running": "true" if deployed else "false",
+            "--running": "true" if deployed and not down and sum(scale.values()) else "false",
         }
     )
-    if deployed:
-        flags["--status-web.1"] = f"running (CID: {_container_id(app)})"
+    for proc, qty in sorted(scale.items()):
+        for n in range(1, qty + 1):
+            state = "exited" if down else "running"  # docker's state word for a stopped container (inferred)
+            cid = _container_id(app if (proc, n) == ("web", 1) else f"{app}.{proc}.{n}")
+            flags[f"--status-{proc}.{n}"] = f"{state} (CID: {cid})"
     return flags
 
 
@@ -1726,6 +1745,250 @@ def cmd_events_off(ctx: Context, args: list[str]) -> None:
     ctx.console.out("Disabling dokku events logger")
     ctx.state.set_events(False)
 
+
+
+# ---- builds, scaling, rebuild, stop, start, git:report (0.38 builds plugin) ----
+# Storage: apps/<app>/builds/<id>.json (the record, as plugins/builds/builds.go `Build`) and
+# <id>.log; apps/<app>/SCALE (JSON {proc: qty}); apps/<app>/STOPPED; apps/<app>/GIT_SHA,
+# GIT_UPDATED_AT, DEPLOY_SOURCE, DEPLOY_SOURCE_METADATA. Texts the reference does not give are
+# marked (inferred); the record's fields and source values are from the reference.
+
+BUILD_SOURCES = ("git-hook", "ps:rebuild", "ps:restart", "ps:start", "deploy", "config-redeploy", "git:sync",
+                 "git:from-archive", "git:from-image", "git:load-image", "unknown")
+BUILDS_SINCE = "0.38.0"
+
+
+def _rfc3339(stamp: float) -> str:
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def builds_dir(state: State, app: str) -> Path:
+    return state.app_dir(app) / "builds"
+
+
+def record_build(state: State, app: str, *, source: str, kind: str = "build", status: str = "succeeded",
+                 exit_code: int | None = 0, started: float | None = None, finished: float | None = None,
+                 pid: int | None = None, log: str = "", build_id: str | None = None) -> dict:
+    """Write one build record (and its log) as Dokku's builds plugin does; returns the record."""
+    started = time.time() if started is None else started
+    build_id = build_id or f"{int(started)}-{random.randrange(16 ** 8):08x}"  # id format (inferred)
+    record = {"id": build_id, "app": app, "kind": kind, "pid": pid or os.getpid(),
+              "started_at": _rfc3339(started), "status": status, "source": source}
+    if status != "running":
+        record["finished_at"] = _rfc3339(started if finished is None else finished)
+        record["exit_code"] = exit_code
+    directory = builds_dir(state, app)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{build_id}.json").write_text(json.dumps(record))
+    (directory / f"{build_id}.log").write_text(log)
+    return record
+
+
+def _builds(state: State, app: str) -> list[dict]:
+    directory = builds_dir(state, app)
+    paths = list(directory.glob("*.json")) if directory.exists() else []
+    # Newest first (inferred); builds started within the same second in the order they were written.
+    ordered = sorted(paths, key=lambda p: (json.loads(p.read_text())["started_at"], p.stat().st_mtime_ns), reverse=True)
+    return [json.loads(path.read_text()) for path in ordered]
+
+
+def _build_view(record: dict) -> dict:
+    # listView: the record plus display_status, duration and log_path (duration's format inferred).
+    view = dict(record)
+    view["display_status"] = record["status"]
+    if record.get("finished_at"):
+        began = datetime.datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+        ended = datetime.datetime.fromisoformat(record["finished_at"].replace("Z", "+00:00"))
+        view["duration"] = f"{int((ended - began).total_seconds())}s"
+    else:
+        view["duration"] = ""
+    view["log_path"] = f"/var/lib/dokku/data/builds/{record['app']}/{record['id']}.log"
+    return view
+
+
+def _require_builds(ctx: Context, args: list[str]) -> None:
+    if not ctx.since(BUILDS_SINCE):  # no builds plugin before 0.38.0: an unknown command
+        ctx.console.warn(f"`{' '.join([ctx.command, *args])}` is not a dokku command.")
+        ctx.console.warn("See `dokku help` for a list of available commands.")
+        raise DokkuExit(1)
+
+
+def cmd_builds_list(ctx: Context, args: list[str]) -> None:
+    _require_builds(ctx, args)
+    flags, positional = parse_flags(ctx, args, strings=("format", "kind", "status"))
+    output = flags["format"] or "stdout"
+    if flags["kind"] and flags["kind"] not in ("build", "deploy"):
+        ctx.console.fail(f"Invalid --kind value {flags['kind']}")
+    if positional:
+        ctx.verify_app(positional[0])
+        records = _builds(ctx.state, positional[0])
+    else:  # no app: the builds running now, across apps
+        records = [r for app in ctx.state.app_names() for r in _builds(ctx.state, app) if r["status"] == "running"]
+    records = [r for r in records if (not flags["kind"] or r["kind"] == flags["kind"])
+               and (not flags["status"] or r["status"] == flags["status"])]
+    if output == "json":
+        ctx.console.out(json.dumps([_build_view(r) for r in records], separators=(",", ":")))
+        return
+    if not records:
+        ctx.console.out("No builds recorded for this app")  # stream (inferred)
+        return
+    ctx.console.out("ID  KIND  SOURCE  STATUS  STARTED  DURATION")  # table layout (inferred)
+    for r in map(_build_view, records):
+        ctx.console.out(f"{r['id']}  {r['kind']}  {r['source']}  {r['display_status']}  {r['started_at']}  "
+                        f"{r['duration']}")
+
+
+def _find_build(ctx: Context, app: str, build_id: str) -> dict:
+    ctx.verify_app(app)
+    records = _builds(ctx.state, app)
+    if build_id == "current":
+        records = [r for r in records if r["status"] == "running"] or records[:1]
+    found = [r for r in records if build_id in ("current", r["id"])]
+    if not found:
+        ctx.console.fail(f"Build {build_id} not found for {app}")  # text (inferred)
+    return found[0]
+
+
+def cmd_builds_info(ctx: Context, args: list[str]) -> None:
+    _require_builds(ctx, args)
+    flags, positional = parse_flags(ctx, args, strings=("format",))
+    if len(positional) < 2:
+        ctx.console.fail("Please specify an app and a build id")  # text (inferred)
+    view = _build_view(_find_build(ctx, positional[0], positional[1]))
+    if flags["format"] == "json":
+        ctx.console.out(json.dumps(view, separators=(",", ":")))
+        return
+    for key in ("id", "app", "kind", "source", "status", "started_at", "finished_at", "duration", "exit_code"):
+        ctx.console.verbose(f"{key.replace('_', ' ').capitalize() + ':':<14}{view.get(key, '')}")  # (inferred)
+
+
+def cmd_builds_output(ctx: Context, args: list[str]) -> None:
+    _require_builds(ctx, args)
+    _, positional = parse_flags(ctx, args)
+    app = positional[0] if positional else ""
+    record = _find_build(ctx, app, positional[1] if len(positional) > 1 else "current")
+    path = builds_dir(ctx.state, app) / f"{record['id']}.log"
+    ctx.console.out(path.read_text() if path.exists() else "", end="")
+
+
+def scale_of(state: State, app: str) -> dict[str, int]:
+    path = state.app_dir(app) / "SCALE"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"web": 1} if state.deployed(app) else {}  # only web is scaled to 1 on first deploy
+
+
+def stopped(state: State, app: str) -> bool:
+    return (state.app_dir(app) / "STOPPED").exists()
+
+
+def _deploy_build(ctx: Context, app: str, source: str, kind: str, trigger_events: bool = True) -> None:
+    """A deploy as ps:rebuild / ps:start / ps:scale run it: output, a build record, event lines."""
+    failure = ctx.state.restart_failure()
+    started = time.time()
+    if trigger_events:
+        log_event(ctx, "receive-app" if kind == "build" else "pre-deploy", app)
+    if failure is not None:
+        record_build(ctx.state, app, source=source, kind=kind, status="failed", exit_code=1, started=started,
+                     log=f" !     {failure}\n")
+        ctx.console.fail(failure)
+    (ctx.state.app_dir(app) / "STOPPED").unlink(missing_ok=True)
+    _deploy_output(ctx, app)
+    record_build(ctx.state, app, source=source, kind=kind, started=started, log="-----> Deploying web (count=1)\n")
+    if trigger_events:
+        log_event(ctx, "post-deploy", app)
+
+
+def cmd_ps_rebuild(ctx: Context, args: list[str]) -> None:
+    _, positional = parse_flags(ctx, args, bools=("all",), strings=("parallel",))
+    if ctx.since("0.38.0"):
+        ctx.console.merge_stderr = True
+    app = positional[0] if positional else ""
+    ctx.verify_app(app)
+    if not ctx.state.deployed(app):
+        ctx.console.warn(f"App {app} has not been deployed")  # as ps:restart (inferred)
+        return
+    ctx.console.info1(f"Rebuilding {app} from its last source")  # (inferred)
+    _deploy_build(ctx, app, "ps:rebuild", "build")
+
+
+def cmd_ps_start(ctx: Context, args: list[str]) -> None:
+    _, positional = parse_flags(ctx, args, bools=("all",), strings=("parallel",))
+    app = positional[0] if positional else ""
+    ctx.verify_app(app)
+    if not ctx.state.deployed(app):
+        ctx.console.warn(f"App {app} has not been deployed")
+        return
+    ctx.console.info1(f"Starting {app}")  # (inferred)
+    log_event(ctx, "pre-start", app)
+    _deploy_build(ctx, app, "ps:start", "deploy", trigger_events=False)
+
+
+def cmd_ps_stop(ctx: Context, args: list[str]) -> None:
+    _, positional = parse_flags(ctx, args, bools=("all",), strings=("parallel",))
+    app = positional[0] if positional else ""
+    ctx.verify_app(app)
+    if not ctx.state.deployed(app):
+        ctx.console.warn(f"App {app} has not been deployed")
+        return
+    ctx.console.info1(f"Stopping {app} ...")  # (inferred)
+    (ctx.state.app_dir(app) / "STOPPED").write_text("")
+    log_event(ctx, "post-stop", app)
+
+
+SCALE_ARG = re.compile(r"([a-zA-Z0-9][a-zA-Z0-9_-]*)=(-?[0-9]+)\Z")
+
+
+def cmd_ps_scale(ctx: Context, args: list[str]) -> None:
+    flags, positional = parse_flags(ctx, args, bools=("skip-deploy",), strings=("format",))
+    output = flags["format"] or "stdout"
+    if output == "json" and not ctx.since("0.38.21"):
+        ctx.console.err("unknown flag: --format")  # pflag (inferred text)
+        raise DokkuExit(2)
+    app = positional[0] if positional else ""
+    ctx.verify_app(app)
+    scale = scale_of(ctx.state, app)
+    pairs = positional[1:]
+    if pairs:
+        for pair in pairs:
+            match = SCALE_ARG.match(pair)
+            if not match or int(match.group(2)) < 0:
+                ctx.console.fail(f"Invalid scale argument specified: {pair}")  # text (inferred)
+            scale[match.group(1)] = int(match.group(2))
+        (ctx.state.app_dir(app) / "SCALE").write_text(json.dumps(scale))
+        log_event(ctx, "ps-set-scale", app, "false", "false", *pairs)
+        ctx.console.info1(f"Scaling {app} processes: {' '.join(pairs)}")  # (inferred)
+        if ctx.state.deployed(app) and not flags["skip-deploy"]:
+            _deploy_build(ctx, app, "deploy", "deploy", trigger_events=False)
+        return
+    if output == "json":
+        ctx.console.out(json.dumps([{"process_type": k, "quantity": v} for k, v in sorted(scale.items())],
+                                   separators=(",", ":")))
+        return
+    # docs/processes/process-management.md
+    ctx.console.info1(f"Scaling for {app}", quiet_able=True)
+    ctx.console.out("proctype: qty")
+    ctx.console.out("--------: ---")
+    for proc, qty in sorted(scale.items()):
+        ctx.console.out(f"{proc}:  {qty}")
+
+
+def _git_report_flags(ctx: Context, app: str) -> dict[str, str]:
+    app_dir = ctx.state.app_dir(app)
+
+    def read(name: str) -> str:
+        path = app_dir / name
+        return path.read_text().strip() if path.exists() else ""
+
+    return {"--git-deploy-branch": "", "--git-global-deploy-branch": "master", "--git-computed-deploy-branch":
+            "master", "--git-keep-git-dir": "", "--git-rev-env-var": "", "--git-sha": read("GIT_SHA"),
+            "--git-source-image": read("SOURCE_IMAGE"), "--git-last-updated-at": read("GIT_UPDATED_AT")}
+
+
+def cmd_git_report(ctx: Context, args: list[str]) -> None:
+    if "--format" in args and not ctx.since("0.38.0"):
+        ctx.console.fail("Invalid flag passed, valid flags: " + ", ".join(sorted(_git_report_flags(ctx, "-"))))
+    run_report(ctx, "git", args, lambda app: _git_report_flags(ctx, app), legacy_keys=True)
 
 
 # ---- service plugins (dokku-postgres 1.48.0; common-functions is shared with redis and mysql) ----
@@ -2166,6 +2429,7 @@ def _build(ctx: Context, app: str, source: str) -> None:
     delay_path = _build_control(ctx, "build-delay")
     delay = float(_read(delay_path, "0") or 0)
     ctx.state.set_locked(app, True)
+    started = time.time()
     try:
         steps = [f"-----> Building {app} from herokuish ({source})",  # inferred
                  "-----> Adding BUILD_ENV to build environment...",
@@ -2182,11 +2446,14 @@ def _build(ctx: Context, app: str, source: str) -> None:
         failure = _read(_build_control(ctx, "build-fail"))
         if failure:
             console.out("-----> Build failed")  # inferred
+            record_build(ctx.state, app, source=source, status="failed", exit_code=1, started=started,
+                         log=f" !     {failure}\n")
             console.fail(failure)
         console.out("-----> Build complete")
         time.sleep(delay)
         _deploy_output(ctx, app)
         ctx.state.set_deployed(app, True)
+        record_build(ctx.state, app, source=source, started=started, log="-----> Build complete\n")
         log_event(ctx, "post-deploy", app)
     finally:
         ctx.state.set_locked(app, False)
@@ -2248,19 +2515,6 @@ def cmd_git_from_image(ctx: Context, args: list[str]) -> None:
     _build(ctx, app, "git:from-image")
 
 
-def cmd_ps_rebuild(ctx: Context, args: list[str]) -> None:
-    _, positional = parse_flags(ctx, args, bools=("all",), strings=("parallel",))
-    if ctx.since("0.38.0"):
-        ctx.console.merge_stderr = True
-    app = positional[0] if positional else ""
-    ctx.verify_app(app)
-    if not (ctx.state.app_dir(app) / "GIT_SHA").exists() and not (ctx.state.app_dir(app) / "SOURCE_IMAGE").exists() \
-            and not ctx.state.deployed(app):
-        ctx.console.warn(f"App {app} has not been deployed")
-        return
-    _build(ctx, app, "ps:rebuild")
-
-
 def cmd_logs(ctx: Context, args: list[str]) -> None:
     # logs <app> [-n N] [-t] [-q] [-p proc] (plugins/logs); default 100 lines.
     app, num, process, quiet = "", 100, "", False
@@ -2291,7 +2545,7 @@ def cmd_logs(ctx: Context, args: list[str]) -> None:
         ctx.console.out(line.split("]: ", 1)[1] if quiet and "]: " in line else line)
 
 
-DEPLOY_COMMANDS = {"git:sync": cmd_git_sync, "git:from-image": cmd_git_from_image, "ps:rebuild": cmd_ps_rebuild,
+DEPLOY_COMMANDS = {"git:sync": cmd_git_sync, "git:from-image": cmd_git_from_image,
                    "logs": cmd_logs}
 # Commands that run without the double's state lock (a build takes long; logs only read).
 UNLOCKED = frozenset(DEPLOY_COMMANDS)
@@ -2328,6 +2582,14 @@ COMMANDS = {
     "ps:report": cmd_ps_report,
     "plugin:install": cmd_plugin_install,
     "plugin:installed": cmd_plugin_installed,
+    "ps:rebuild": cmd_ps_rebuild,
+    "ps:start": cmd_ps_start,
+    "ps:stop": cmd_ps_stop,
+    "ps:scale": cmd_ps_scale,
+    "builds:list": cmd_builds_list,
+    "builds:info": cmd_builds_info,
+    "builds:output": cmd_builds_output,
+    "git:report": cmd_git_report,
 }
 
 ALIASES = {
