@@ -45,11 +45,7 @@ def deployed_entries(app_name: str):
     return [e for e in entries() if e.action in ("app.deployed", "app.deploy_failed") and e.app_name == app_name]
 
 
-def test_a_recorded_deploy_shows_once_with_the_key_name(app, client, logged_in, member, viewer, sshd, dokku,
-                                                        monkeypatch):
-    if PANEL_DEPLOY_KINDS[0] not in kinds.KINDS:  # declared with deploying from the panel; a stand-in until then
-        monkeypatch.setitem(kinds.KINDS, PANEL_DEPLOY_KINDS[0], kinds.OperationKind(
-            name=PANEL_DEPLOY_KINDS[0], category="app", title="deploy from a repository", executor=lambda ctx: None))
+def test_a_recorded_deploy_shows_once_with_the_key_name(app, client, logged_in, member, viewer, sshd, dokku):
     server = make_dokku_server(sshd, name="prod-1")
     web = make_app(server, name="web", status="active")
     db.session.add(Domain(app=web, hostname="web.example.com"))
@@ -124,6 +120,14 @@ def test_a_recorded_deploy_shows_once_with_the_key_name(app, client, logged_in, 
     assert all(SECRET not in (e.diff or "") for e in entries())
     assert client.post(f"{page_url}/builds/nope/output").status_code == 303
     assert len(operations("app.build_output")) == 1
+
+    # A drift check has the builds listed too, so a push shows up without anyone opening the page.
+    a_minute_passes()
+    record_deploy(dokku, "web", key_name=None, started=push_time(push) + 400)
+    check = run_op(app, "server.drift_check", server=server, user=member)
+    finish(app)
+    assert check.status == "succeeded", check.reason
+    assert operations("app.builds")[-1].status == "succeeded" and len(deployed_entries("web")) == 3
 
     # Viewers read the deploy history; the home page lists every app with its link.
     client.post("/logout")

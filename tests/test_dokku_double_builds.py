@@ -50,7 +50,7 @@ def test_a_failing_build_exits_1_with_its_reason_and_output_comes_as_it_is_print
                           env={**os.environ, "DOKKU_DOUBLE_ROOT": str(tmp_path)}) as process:
         started = time.monotonic()
         first = process.stdout.readline()
-        assert b"Building web" in first and time.monotonic() - started < 3
+        assert b"Rebuilding web" in first and time.monotonic() - started < 3
         assert process.stdout.readline() and process.poll() is None  # still building: each line as printed
         process.stdout.read()
         assert process.wait(30) == 0

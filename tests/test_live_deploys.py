@@ -183,7 +183,7 @@ def test_following_the_logs_shows_new_lines_and_stops_at_its_limit(page, member,
     assert shown.count("GET / 200") == 1  # new lines only
     assert SECRET not in page.content()
     # Show logs of one process type replaces the follow.
-    page.get_by_label("Process type").fill("worker")
+    page.get_by_label("Process type", exact=True).fill("worker")
     page.get_by_role("button", name="Show logs").click()
     expect(lines).to_contain_text("worker started", timeout=DONE)
     expect(lines).not_to_contain_text("GET / 200")

@@ -105,5 +105,5 @@ def test_plugin_install_uses_the_official_url_and_name():
 def test_a_plugin_install_without_root_is_read_as_such():
     from intercity.dokku import parsers
 
-    with pytest.raises(parsers.DokkuError, match="must be run as root"):
+    with pytest.raises(parsers.RootNeeded, match="needs root on the server"):
         parsers.check(service_backups.plugin_install("postgres"), 1, "", " !     This command must be run as root\n")

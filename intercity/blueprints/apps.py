@@ -250,7 +250,7 @@ def edit_env(server_id: int, name: str, key: str):
         # Editing starts from the current value: showing it is a reveal, audited as one.
         try:
             value = env_service.reveal(app, _user(), key=key)
-        except ValidationError:
+        except validation.ValidationError:
             abort(404)
         db.session.commit()
         form = EnvEditForm(formdata=None, data={"value": value, "restart": True})

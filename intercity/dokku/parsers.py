@@ -56,6 +56,10 @@ class SudoPasswordRequired(DokkuError):
     pass
 
 
+class RootNeeded(DokkuError):
+    """Dokku runs this command only as root (plugin:install): the panel's SSH user is not."""
+
+
 class DuplicateKeyName(DokkuError):
     pass
 

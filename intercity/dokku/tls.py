@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from intercity import validation
 from intercity.dokku.commands import Command, _command, _existing_app
-from intercity.dokku.parsers import DokkuError
+from intercity.dokku.parsers import DokkuError, RootNeeded
 from intercity.validation import ValidationError
 
 PLUGIN = "letsencrypt"
@@ -250,8 +250,8 @@ def explain_failure(command: Command, code: int, text: str):
     if "is not a dokku command" in lower or "unknown flag" in lower:
         return Unsupported(f"This server's Dokku or plugin does not know `{' '.join(command.argv[1:3])}`.", code)
     if "must be run as root" in lower:
-        return DokkuError("Installing a plugin needs root on the server: connect as root, or as a user "
-                                  "whose sudo rule lets it run dokku as root.", code)
+        return RootNeeded("Installing a plugin needs root on the server: connect as root, or as a user "
+                          "whose sudo rule lets it run dokku as root.", code)
     if any(line.startswith("No domains detected for") for line in lines):
         return DokkuError(
             f"{app} has no domain Let's Encrypt can certify (the server's default `_` does not count). Add the "

@@ -125,13 +125,11 @@ def plugin_install(ctx: OperationContext) -> None:
     plugin = ctx.payload["plugin"]
     try:
         ctx.run(service_backups.plugin_install(plugin))
-    except parsers.DokkuError as error:
-        if "must be run as root" in error.message:
-            raise OperationError("Dokku installs plugins only as root: connect to this server as root (the "
-                                 f"panel's SSH user is {ctx.server().ssh_user}), or install it on the server "
-                                 f"with `sudo dokku plugin:install {service_plugins.PLUGINS[plugin]['url']} "
-                                 f"--name {plugin}`.") from None
-        raise
+    except parsers.RootNeeded:
+        raise OperationError("Dokku installs plugins only as root: connect to this server as root (the "
+                             f"panel's SSH user is {ctx.server().ssh_user}), or install it on the server "
+                             f"with `sudo dokku plugin:install {service_plugins.PLUGINS[plugin]['url']} "
+                             f"--name {plugin}`.") from None
     from intercity.jobs.service_executors import read_services
 
     read_services(ctx, plugin)

@@ -1,11 +1,16 @@
 """Executors for deploys: read the build history, scale, rebuild, stop and start an app."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from intercity.dokku import builds as build_parsers
 from intercity.dokku import commands, deploy_events, parsers
 from intercity.dokku.commands import BUILDS_SINCE
 from intercity.dokku.parsers import DokkuError
 from intercity.extensions import db
+from intercity.jobs import drift
+from intercity.models import App
+from intercity.jobs import readings
 from intercity.models.base import utcnow
 
 
@@ -17,7 +22,12 @@ def read_processes(ctx) -> None:
     """ps:report once: deployed/running/count as before, plus processes per type with their states."""
     name = ctx.app().name
     json_format = _ps_json(ctx)
-    out = ctx.run(commands.ps_report(name, json_format)).out
+    try:
+        out = ctx.run(commands.ps_report(name, json_format)).out
+    except parsers.AppMissing:
+        readings.app_seen(ctx.app_id, False)
+        raise
+    readings.app_seen(ctx.app_id, True)
     report = parsers.parse_ps_report(out, json_format)
     app = ctx.app()
     app.ps_status = {"deployed": report.deployed, "running": report.running, "processes": report.processes,
@@ -65,6 +75,18 @@ def _read_without_history(ctx, name: str) -> None:
 
 def app_builds(ctx) -> None:
     read_builds(ctx)
+
+
+@drift.add_app_reader
+def builds_on_the_drift_schedule(ctx, app_name: str, _seen) -> None:
+    """Every drift check has each app's builds listed (0.38+), so a push shows up without a page being opened."""
+    from intercity.services import deploys
+
+    if ctx.version < BUILDS_SINCE:
+        return
+    app = db.session.scalar(select(App).where(App.server_id == ctx.server_id, App.name == app_name))
+    if app is not None:
+        deploys.list_builds_on_schedule(app)
 
 
 def _then_read(ctx) -> None:

@@ -490,11 +490,6 @@ class OperationContext:
         readings.keys_seen(server.id, keys, self.op_id)
 
 
-def _json_ps_report(version: DokkuVersion) -> bool:
-    # The 0.38 reports document JSON keys for ps:report; older ones are read as text.
-    return version >= DokkuVersion(0, 38, 0)
-
-
 # --- server-level work --------------------------------------------------------------
 
 
@@ -642,21 +637,6 @@ def app_destroy(ctx: OperationContext) -> None:
 
 def app_restart(ctx: OperationContext) -> None:
     ctx.run(commands.ps_restart(ctx.app().name))
-
-
-def app_refresh(ctx: OperationContext) -> None:
-    name = ctx.app().name
-    json_format = _json_ps_report(ctx.version)
-    try:
-        report = parsers.parse_ps_report(ctx.run(commands.ps_report(name, json_format)).out, json_format)
-    except parsers.AppMissing:
-        readings.app_seen(ctx.app_id, False)
-        raise
-    readings.app_seen(ctx.app_id, True)
-    app = ctx.app()
-    app.ps_status = {"deployed": report.deployed, "running": report.running, "processes": report.processes}
-    app.ps_checked_at = utcnow()
-    db.session.commit()
 
 
 def env_apply(ctx: OperationContext) -> None:

@@ -28,6 +28,8 @@ PANEL_DEPLOY_SOURCES = ("git:sync", "git:from-image")
 PANEL_DEPLOY_SLACK = timedelta(seconds=60)
 # A page opening reads the server again only when the last reading is older than this.
 READ_AGAIN_AFTER = timedelta(minutes=1)
+# A server found unreachable is not read on page opens for this long (drift checks and Retry still try).
+UNREACHABLE_PAUSE = timedelta(minutes=5)
 # How many builds the app page lists.
 SHOWN_BUILDS = 20
 
@@ -139,6 +141,13 @@ def _recently_requested(app: App, kind: str) -> bool:
         or_(Operation.status.in_(PENDING), Operation.created_at >= since)).limit(1)) is not None
 
 
+def list_builds_on_schedule(app: App) -> Operation | None:
+    """A drift check asks for the app's builds too (its own read operation), unless one was asked within the minute."""
+    if app.status != "active" or _recently_requested(app, "app.builds"):
+        return None
+    return request_operation("app.builds", server=app.server, app=app)
+
+
 def read_when_opened(app: App, user) -> list[Operation]:
     """An app page opened: read builds and processes again when the last reading is over a minute old.
 
@@ -148,6 +157,8 @@ def read_when_opened(app: App, user) -> list[Operation]:
     server = app.server
     if app.status != "active" or server.status == "host_key_mismatch" or not server.host_key_fingerprint:
         return []
+    if server.unreachable_since is not None and server.unreachable_since > utcnow() - UNREACHABLE_PAUSE:
+        return []  # the page says since when; opening it again should not add a failed reading each minute
     if db.session.scalar(select(Operation.id).where(Operation.app_id == app.id, Operation.kind == "app.create",
                                                     Operation.status.in_(PENDING)).limit(1)) is not None:
         return []  # not on the server yet: read once it is (the next opening)

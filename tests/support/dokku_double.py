@@ -1909,7 +1909,11 @@ def cmd_ps_rebuild(ctx: Context, args: list[str]) -> None:
         ctx.console.warn(f"App {app} has not been deployed")  # as ps:restart (inferred)
         return
     ctx.console.info1(f"Rebuilding {app} from its last source")  # (inferred)
-    _deploy_build(ctx, app, "ps:rebuild", "build")
+    if ctx.state.restart_failure() is not None:
+        _deploy_build(ctx, app, "ps:rebuild", "build")  # records the failed build and fails
+    log_event(ctx, "receive-app", app)
+    (ctx.state.app_dir(app) / "STOPPED").unlink(missing_ok=True)
+    _build(ctx, app, "ps:rebuild")  # the build steps (slowed, held or failed by the tests), its record
 
 
 def cmd_ps_start(ctx: Context, args: list[str]) -> None:
@@ -2545,7 +2549,7 @@ def cmd_logs(ctx: Context, args: list[str]) -> None:
         ctx.console.out(line.split("]: ", 1)[1] if quiet and "]: " in line else line)
 
 
-DEPLOY_COMMANDS = {"git:sync": cmd_git_sync, "git:from-image": cmd_git_from_image,
+DEPLOY_COMMANDS = {"git:sync": cmd_git_sync, "git:from-image": cmd_git_from_image, "ps:rebuild": cmd_ps_rebuild,
                    "logs": cmd_logs}
 # Commands that run without the double's state lock (a build takes long; logs only read).
 UNLOCKED = frozenset(DEPLOY_COMMANDS)
@@ -2582,7 +2586,6 @@ COMMANDS = {
     "ps:report": cmd_ps_report,
     "plugin:install": cmd_plugin_install,
     "plugin:installed": cmd_plugin_installed,
-    "ps:rebuild": cmd_ps_rebuild,
     "ps:start": cmd_ps_start,
     "ps:stop": cmd_ps_stop,
     "ps:scale": cmd_ps_scale,
