@@ -14,12 +14,15 @@ pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures", "tests
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgresql_only: end-to-end test that runs on PostgreSQL only")
+    config.addinivalue_line("markers", "sqlite_only: a check of the web layer alone, which no database changes")
 
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         only_pg = metafunc.definition.get_closest_marker("postgresql_only") is not None
-        metafunc.parametrize("backend", ["postgresql"] if only_pg else ["sqlite", "postgresql"], scope="function")
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        backends = ["postgresql"] if only_pg else ["sqlite"] if only_sqlite else ["sqlite", "postgresql"]
+        metafunc.parametrize("backend", backends, scope="function")
 
 
 @pytest.fixture(scope="session")
