@@ -12,6 +12,7 @@ from wtforms.validators import EqualTo, InputRequired
 from intercity.audit import timeline
 from intercity.audit.actor import Actor, acting_as
 from intercity.blueprints.panel_support import attempt
+from intercity.blueprints.panel_support import signed_in_user as _user
 from intercity.extensions import db
 from intercity.models.notification import FREQUENCIES
 from intercity.services import account, notifications, sessions, two_factor
@@ -56,10 +57,6 @@ class ConfirmEmailForm(FlaskForm):
 
 class UnsubscribeForm(FlaskForm):
     pass
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _notifications_form(formdata=None) -> NotificationsForm:

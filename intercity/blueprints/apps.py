@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from intercity import validation
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DomainForm, EnvEditForm, EnvPasteForm, EnvVarForm, attempt, back, recent_timeline,
     unconfirmed,
 )
+from intercity.blueprints.panel_support import signed_in_user as _user, server_or_404 as _server, app_or_404 as _app
 from intercity.blueprints import tls as tls_views
 from intercity.extensions import db
-from intercity.models import App, Domain, Server
+from intercity.models import App, Domain
 from intercity.services import drift as drift_service
 from intercity.services import apps as app_service
 from intercity.services import deploys as deploy_service
@@ -43,21 +44,6 @@ REGIONS = {
 }
 # Forms that change env vars or domains also refresh the head, the status (pending operations) and the activity.
 APP_OOB = "#flashes,#app-head,#app-status,#recent-activity,#app-tls"
-
-def _server(server_id: int) -> Server:
-    return db.get_or_404(Server, server_id)
-
-
-def _app(server_id: int, name: str) -> App:
-    app = app_service.find_app(server_id, name)
-    if app is None:
-        abort(404)
-    return app
-
-
-def _user():
-    return current_user._get_current_object()
-
 
 def _page(app: App) -> str:
     return url_for("apps.show", server_id=app.server_id, name=app.name)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
 from intercity.blueprints.panel_support import attempt, back
+from intercity.blueprints.panel_support import signed_in_user as _user, server_or_404 as _server
 from intercity.dokku.service_plugins import PLUGINS
-from intercity.extensions import db
 from intercity.models import Server
 from intercity.services import databases as database_service
 from intercity.web import require_role
@@ -33,14 +32,6 @@ def services_context(server: Server, form: ServiceForm | None = None) -> dict:
         service_form=form or ServiceForm(formdata=None),
         service_operations=database_service.region_operations(server),
     )
-
-
-def _server(server_id: int) -> Server:
-    return db.get_or_404(Server, server_id)
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _page(server: Server) -> str:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Blueprint, abort, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask import Blueprint, render_template, request, url_for
+from flask_login import login_required
 
 from intercity.blueprints.panel_support import attempt, back
+from intercity.blueprints.panel_support import signed_in_user as _user, app_or_404 as _app
 from intercity.dokku.builds import SOURCE_WORDS
-from intercity.services import apps as app_service
 from intercity.services import deploys as deploy_service
 from intercity.services.operations import region_operations
 from intercity.web import require_role
@@ -22,17 +22,6 @@ APP_OOB = "#flashes,#app-head,#app-status,#recent-activity"
 def _links():
     # Every page that lists apps links to them the same way (services.deploys.app_urls).
     return {"app_urls_of": deploy_service.app_urls}
-
-
-def _app(server_id: int, name: str):
-    app = app_service.find_app(server_id, name)
-    if app is None:
-        abort(404)
-    return app
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _page(app) -> str:

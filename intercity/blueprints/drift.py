@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, request, url_for
-from flask_login import current_user
 from sqlalchemy import select
 
 from intercity.blueprints.panel_support import attempt, back
+from intercity.blueprints.panel_support import signed_in_user as _user, server_or_404 as _server
 from intercity.extensions import db
 from intercity.models import App, Server
 from intercity.services import drift as drift_service
@@ -19,14 +19,6 @@ def drift_context(server: Server) -> dict:
     """What servers/_drift.html needs, for the server page and its `drift` region."""
     return dict(drift=drift_service.summary(server),
                 drift_operations=region_operations("drift", server_id=server.id))
-
-
-def _server(server_id: int) -> Server:
-    return db.get_or_404(Server, server_id)
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _page(server: Server) -> str:

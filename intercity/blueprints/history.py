@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from intercity.blueprints.panel_support import attempt
+from intercity.blueprints.panel_support import signed_in_user as _user
 from intercity.extensions import db
 from intercity.models import AuditEntry
 from intercity.services import history, revert
@@ -58,10 +59,6 @@ def reverts_seq(entry) -> int | None:
 
 def _entry(seq: int) -> AuditEntry:
     return db.first_or_404(select(AuditEntry).where(AuditEntry.seq == seq))
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 @bp.post("/audit/<seq:seq>/revert")

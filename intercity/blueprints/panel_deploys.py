@@ -8,13 +8,13 @@ from wtforms import IntegerField, StringField
 from wtforms.validators import Optional
 
 from intercity.blueprints.panel_support import attempt, back
+from intercity.blueprints.panel_support import signed_in_user as _user, app_or_404 as _app
 from intercity.dokku import deploys as deploy_rules
 from intercity.extensions import db
 from intercity.jobs import expiring
 from intercity.jobs.panel_deploy_executors import build_key
 from intercity.jobs.kinds import BUILD_KINDS
 from intercity.models import App, Operation
-from intercity.services import apps as app_service
 from intercity.services import panel_deploys as deploy_service
 from intercity.services import logs as log_service
 from intercity.services.operations import region_operations
@@ -38,17 +38,6 @@ class ImageForm(FlaskForm):
 class LogsForm(FlaskForm):
     lines = IntegerField("Lines", default=log_service.DEFAULT_LINES, validators=[Optional()], id="logs-lines")
     process_type = StringField("Process type", id="logs-process")
-
-
-def _app(server_id: int, name: str) -> App:
-    app = app_service.find_app(server_id, name)
-    if app is None:
-        abort(404)
-    return app
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _page(app: App, **anchor) -> str:

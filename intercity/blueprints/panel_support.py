@@ -2,8 +2,8 @@
 error placement, redirects, and the operations a page region shows."""
 from __future__ import annotations
 
-
-from flask import flash, redirect, render_template, request
+from flask import abort, flash, redirect, render_template, request
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField
 from wtforms import ValidationError as FormError
@@ -12,6 +12,26 @@ from intercity import validation
 from intercity.extensions import db
 from intercity.validation import ValidationError
 from intercity.web import local_path
+
+
+def signed_in_user():
+    """The signed-in person as a model object: services take users, not the request's proxy."""
+    return current_user._get_current_object()
+
+
+def server_or_404(server_id: int):
+    from intercity.models import Server
+
+    return db.get_or_404(Server, server_id)
+
+
+def app_or_404(server_id: int, name: str):
+    from intercity.services import apps as app_service
+
+    app = app_service.find_app(server_id, name)
+    if app is None:
+        abort(404)
+    return app
 
 
 def rule(check):

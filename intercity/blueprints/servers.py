@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from intercity.blueprints import databases as database_views
 from intercity.blueprints import drift as drift_views
@@ -10,6 +10,7 @@ from intercity.blueprints import tls as tls_views
 from intercity.blueprints.panel_support import (
     AppForm, ConfirmForm, DeployKeyForm, ServerForm, attempt, back, recent_timeline, unconfirmed,
 )
+from intercity.blueprints.panel_support import signed_in_user as _user, server_or_404 as _server
 from intercity.extensions import db
 from intercity.models import DeployKey, Server
 from intercity.services import apps as app_service
@@ -31,14 +32,6 @@ REGIONS = {
     "recent-region": ("_partials/_recent_region.html",),
 }
 KEY_REGIONS = {"remote-keys": ("servers/_remote_keys.html",)}
-
-def _server(server_id: int) -> Server:
-    return db.get_or_404(Server, server_id)
-
-
-def _user():
-    return current_user._get_current_object()
-
 
 @bp.get("")
 @login_required

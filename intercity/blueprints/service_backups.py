@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, stream_with_context, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 
 from intercity.blueprints.panel_support import attempt, back
+from intercity.blueprints.panel_support import signed_in_user as _user, server_or_404 as _server
 from intercity.dokku import service_backups as backup_commands
 from intercity.dokku.service_plugins import PLUGINS, SERVICE_NAME
-from intercity.extensions import db
 from intercity.models import Server
 from intercity.services import databases as database_service
 from intercity.services import service_backups, service_export
@@ -40,14 +40,6 @@ class ScheduleForm(FlaskForm):
 
 class PassphraseForm(FlaskForm):
     passphrase = PasswordField("Encryption passphrase", id="backup-passphrase")
-
-
-def _server(server_id: int) -> Server:
-    return db.get_or_404(Server, server_id)
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _page(server: Server, plugin: str, name: str) -> str:

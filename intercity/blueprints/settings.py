@@ -3,12 +3,12 @@ outbox of unsent messages."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, StringField
 
 from intercity.blueprints.panel_support import attempt
+from intercity.blueprints.panel_support import signed_in_user as _user
 from intercity.extensions import db
 from intercity.models import NotificationTarget, OutboxMessage
 from intercity.notify import mailer, outbox
@@ -39,10 +39,6 @@ class TwoFactorPolicyForm(FlaskForm):
 
 class RetentionForm(FlaskForm):
     keep = StringField("Earlier values kept per variable", id="retention-keep")
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _page(status: int = 200, *, test_form=None, target_form=None, test_id=None, retention_form=None):

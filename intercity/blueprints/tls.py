@@ -1,16 +1,14 @@
 """HTTPS on the server page (plugin, email, renewal job) and the app page (Let's Encrypt, uploaded certificates)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, request, url_for
-from flask_login import current_user
+from flask import Blueprint, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 
 from intercity.blueprints.panel_support import attempt, back
+from intercity.blueprints.panel_support import signed_in_user as _user, server_or_404 as _server, app_or_404 as _app
 from intercity.dokku import tls
-from intercity.extensions import db
 from intercity.models import App, Server
-from intercity.services import apps as app_service
 from intercity.services import tls as tls_service
 from intercity.services.operations import region_operations
 from intercity.web import require_role
@@ -52,21 +50,6 @@ def renewal_hint(app: App, hostname: str) -> str:
         return (f" {app.name}'s certificate does not cover {hostname}: renew it (HTTPS, “Renew to cover them”) "
                 "once the domain is on the server.")
     return f" {app.name}'s uploaded certificate does not cover {hostname}: upload one that does."
-
-
-def _server(server_id: int) -> Server:
-    return db.get_or_404(Server, server_id)
-
-
-def _app(server_id: int, name: str) -> App:
-    app = app_service.find_app(server_id, name)
-    if app is None:
-        abort(404)
-    return app
-
-
-def _user():
-    return current_user._get_current_object()
 
 
 def _server_page(server: Server) -> str:
