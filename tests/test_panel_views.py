@@ -68,6 +68,14 @@ def test_server_list_empty_states_say_what_to_do(client, logged_in, admin, viewe
     assert "Ask one to add yours" in body and "/servers/new" not in body
 
 
+def test_the_header_links_every_app_for_everyone(client, logged_in, admin, viewer):
+    for person in (admin, viewer):
+        logged_in(person)
+        assert '<a href="/apps" aria-current="page">Apps</a>' in text(client.get("/apps"))
+        assert re.search(r'<a href="/apps"\s*>Apps</a>', text(client.get("/servers")))  # there, not current
+        client.post("/logout")
+
+
 def test_add_server_errors_sit_next_to_their_fields_and_keep_input(client, logged_in, admin):
     logged_in(admin)
     response = client.post("/servers/new", data={"name": "prod 1", "host": "bad host", "port": "x",
