@@ -332,3 +332,16 @@ def public_key(text: str) -> PublicKey:
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < 1024:
         raise ValidationError("RSA keys shorter than 1024 bits are refused.", "public_key")
     return PublicKey(key_type, blob, comment)
+
+
+def listed_key_material(listed: dict) -> tuple[str, str]:
+    """(key type, public key line) of a key as `ssh-keys:list` gave it, where the listing had a line matching its
+    fingerprint (JSON only); ("unknown", "") otherwise."""
+    if listed.get("public_key"):
+        try:
+            parsed = public_key(listed["public_key"])
+        except ValidationError:
+            return "unknown", ""
+        if parsed.fingerprint == listed["fingerprint"]:
+            return parsed.key_type, parsed.line
+    return "unknown", ""

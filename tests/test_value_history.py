@@ -22,3 +22,41 @@ def test_values_are_kept_encrypted_once_per_change_and_pruned(app):
         # Another app's variable of the same name is another history.
         assert value_history.latest("env", server_id=1, app_id=8, name="TOKEN") is None
         assert value_history.latest("deploy_key", server_id=1, app_id=None, name="TOKEN") is None
+
+
+def test_several_values_are_kept_like_one_at_a_time_in_the_same_few_queries(app):
+    from sqlalchemy import event
+
+    statements = []
+
+    def count(*args):
+        statements.append(args[2])
+
+    with app.app_context():
+        values = {f"KEY_{n}": (f"value {n}", crypto.fingerprint(f"value {n}")) for n in range(20)}
+        value_history.remember_many("env", server_id=1, app_id=7, values={"KEY_0": values["KEY_0"]}, keep=2)
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            value_history.remember_many("env", server_id=1, app_id=7, values=values, keep=2)
+            first = len(statements)
+            changed = {key: (value + " again", crypto.fingerprint(value + " again")) for key, (value, _) in values.items()}
+            value_history.remember_many("env", server_id=1, app_id=7, values=changed, keep=2)
+            second = len(statements) - first
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        db.session.commit()
+        # One read and one delete besides the inserts (batched on PostgreSQL, a statement a row on SQLite,
+        # which costs no round trip): the number of names adds no reads of their own.
+        reads = [text for text in statements if not text.startswith("INSERT")]
+        assert len(reads) <= 3 and first > 0 and second > 0
+        history = {}
+        for row in db.session.query(AppliedValue).order_by(AppliedValue.id):
+            history.setdefault(row.name, []).append(row.value)
+        # KEY_0's first value was seen again, not kept twice; each keeps its two newest.
+        assert history["KEY_0"] == ["value 0", "value 0 again"]
+        assert all(history[f"KEY_{n}"] == [f"value {n}", f"value {n} again"] for n in range(20))
+        value_history.remember_many("env", server_id=1, app_id=7,
+                                    values={"KEY_3": (v := "third", crypto.fingerprint(v))}, keep=2)
+        db.session.commit()
+        assert [row.value for row in db.session.query(AppliedValue).filter_by(name="KEY_3")
+                .order_by(AppliedValue.id)] == ["value 3 again", "third"]

@@ -29,7 +29,6 @@ from intercity.models import App, CommandRun, DeployKey, Domain, EnvVar, Operati
 from intercity.models.base import utcnow
 from intercity.models.operation import PENDING
 from intercity.services import row_state, value_history
-from intercity.services.deploy_keys import listed_key_material
 from intercity.validation import ValidationError
 
 log = logging.getLogger(__name__)
@@ -481,7 +480,7 @@ def _key_row(server: Server, key: dict) -> DeployKey:
     # As adopting does: the name Dokku lists, and the public key where the listing had it (JSON only).
     name = str(key.get("name") or "")[:255] or key["fingerprint"]
     taken = db.session.scalar(select(DeployKey.id).where(DeployKey.server_id == server.id, DeployKey.name == name))
-    key_type, line = listed_key_material(key)
+    key_type, line = validation.listed_key_material(key)
     return DeployKey(server=server, name=name if taken is None else key["fingerprint"], public_key=line,
                      key_type=key_type, fingerprint=key["fingerprint"], adopted=True, added_by_email=None)
 

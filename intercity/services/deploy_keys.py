@@ -12,19 +12,6 @@ from intercity.services.servers import remote_keys
 from intercity.validation import PublicKey, ValidationError
 
 
-def listed_key_material(listed: dict) -> tuple[str, str]:
-    """(key type, public key line) of a key as `ssh-keys:list` gave it, where the listing had a line matching its
-    fingerprint (JSON only); ("unknown", "") otherwise."""
-    if listed.get("public_key"):
-        try:
-            parsed = validation.public_key(listed["public_key"])
-        except ValidationError:
-            return "unknown", ""
-        if parsed.fingerprint == listed["fingerprint"]:
-            return parsed.key_type, parsed.line
-    return "unknown", ""
-
-
 def preview(*, name: str, public_key: str) -> tuple[str, PublicKey]:
     """Validate a name and key and return them parsed, so the fingerprint can be shown before saving."""
     return validation.deploy_key_name(name), validation.public_key(public_key)
@@ -96,7 +83,7 @@ def adopt_key(server: Server, user, *, fingerprint: str) -> DeployKey:
     if db.session.scalar(select(DeployKey.id).where(DeployKey.server_id == server.id, DeployKey.name == name)):
         raise ValidationError(f"The panel already manages a different key named {name} on {server.name}.",
                               "fingerprint")
-    key_type, line = listed_key_material(found)
+    key_type, line = validation.listed_key_material(found)
     deploy_key = DeployKey(server=server, name=name, public_key=line, key_type=key_type,
                            fingerprint=found["fingerprint"], adopted=True, added_by_email=user.email)
     db.session.add(deploy_key)
