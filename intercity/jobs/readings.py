@@ -28,6 +28,7 @@ def env_seen(app_id: int, exported: dict[str, str], operation_id: int | None = N
     if app is None:
         return
     now = utcnow()
+    kept = {}
     for var in db.session.scalars(select(EnvVar).where(EnvVar.app_id == app_id)):
         seen = exported.get(var.key)
         var.applied_fingerprint = crypto.fingerprint(seen) if seen is not None else None
@@ -35,7 +36,9 @@ def env_seen(app_id: int, exported: dict[str, str], operation_id: int | None = N
         _keep_updated_at(var)
         if seen is not None:
             # Only the panel's variables: values it does not manage are not kept.
-            value_history.remember_env(app, var.key, seen, operation_id=operation_id)
+            kept[var.key] = (seen, var.applied_fingerprint)
+    value_history.remember_many("env", server_id=app.server_id, app_id=app.id, values=kept,
+                                operation_id=operation_id)
     db.session.commit()
 
 
@@ -66,13 +69,15 @@ def keys_seen(server_id: int, listed: list[dict], operation_id: int | None = Non
         return
     fingerprints = {key.get("fingerprint") for key in listed}
     now = utcnow()
+    kept = {}
     for key in db.session.scalars(select(DeployKey).where(DeployKey.server_id == server_id)):
         key.on_server = key.fingerprint in fingerprints
         key.applied_seen_at = now
         _keep_updated_at(key)
         if key.on_server and key.public_key:
-            value_history.remember("deploy_key", server_id=server_id, app_id=None, name=key.name,
-                                   value=key.public_key, fingerprint=key.fingerprint, operation_id=operation_id)
+            kept[key.name] = (key.public_key, key.fingerprint)
+    value_history.remember_many("deploy_key", server_id=server_id, app_id=None, values=kept,
+                                operation_id=operation_id)
     db.session.commit()
 
 

@@ -12,9 +12,13 @@ from intercity.services import retention
 DEFAULT_KEEP = retention.DEFAULT
 
 
-def _conditions(kind: str, server_id: int, app_id: int | None, name: str) -> tuple:
+def _owner(kind: str, server_id: int, app_id: int | None) -> tuple:
     app = AppliedValue.app_id == app_id if app_id is not None else AppliedValue.app_id.is_(None)
-    return AppliedValue.kind == kind, AppliedValue.server_id == server_id, app, AppliedValue.name == name
+    return AppliedValue.kind == kind, AppliedValue.server_id == server_id, app
+
+
+def _conditions(kind: str, server_id: int, app_id: int | None, name: str) -> tuple:
+    return *_owner(kind, server_id, app_id), AppliedValue.name == name
 
 
 def _scope(kind: str, server_id: int, app_id: int | None, name: str):
@@ -27,17 +31,36 @@ def remember(kind: str, *, server_id: int, app_id: int | None, name: str, value:
 
     Without `keep`, the admin's retention (services.retention) says how many values of `name` stay.
     """
+    remember_many(kind, server_id=server_id, app_id=app_id, values={name: (value, fingerprint)},
+                  operation_id=operation_id, keep=keep)
+    return latest(kind, server_id=server_id, app_id=app_id, name=name)
+
+
+def remember_many(kind: str, *, server_id: int, app_id: int | None, values: dict[str, tuple[str, str]],
+                  operation_id: int | None = None, keep: int | None = None) -> None:
+    """remember() for several names at once, {name: (value, fingerprint)}, in three queries whatever their number:
+    a read-back of a whole app's env records every variable."""
+    if not values:
+        return
     if keep is None:
         keep = retention.keep()
-    newest = db.session.scalar(_scope(kind, server_id, app_id, name).order_by(AppliedValue.id.desc()).limit(1))
-    if newest is not None and newest.fingerprint == fingerprint:
-        return newest
-    row = AppliedValue(kind=kind, server_id=server_id, app_id=app_id, name=name,
-                       value_encrypted=crypto.encrypt(value), fingerprint=fingerprint, operation_id=operation_id)
-    db.session.add(row)
+    kept: dict[str, list[tuple[int, str]]] = {}  # name: (id, fingerprint), newest first
+    for row_id, name, fingerprint in db.session.execute(
+            select(AppliedValue.id, AppliedValue.name, AppliedValue.fingerprint)
+            .where(*_owner(kind, server_id, app_id), AppliedValue.name.in_(list(values)))
+            .order_by(AppliedValue.id.desc())):
+        kept.setdefault(name, []).append((row_id, fingerprint))
+    new = [AppliedValue(kind=kind, server_id=server_id, app_id=app_id, name=name, value_encrypted=crypto.encrypt(value),
+                        fingerprint=fingerprint, operation_id=operation_id)
+           for name, (value, fingerprint) in values.items()
+           if not kept.get(name) or kept[name][0][1] != fingerprint]
+    if not new:
+        return
+    db.session.add_all(new)
     db.session.flush()
-    _prune(kind, server_id, app_id, name, keep)
-    return row
+    beyond = [row_id for row in new for row_id in [row.id, *(i for i, _ in kept.get(row.name, []))][keep:]]
+    if beyond:
+        db.session.execute(delete(AppliedValue).where(AppliedValue.id.in_(beyond)))
 
 
 def remember_env(app, key: str, value: str, *, operation_id: int | None = None,
@@ -56,11 +79,3 @@ def find(kind: str, *, server_id: int, app_id: int | None, name: str, fingerprin
     return db.session.scalar(_scope(kind, server_id, app_id, name)
                              .where(AppliedValue.fingerprint == fingerprint)
                              .order_by(AppliedValue.id.desc()).limit(1))
-
-
-def _prune(kind: str, server_id: int, app_id: int | None, name: str, keep: int) -> None:
-    conditions = _conditions(kind, server_id, app_id, name)
-    ids = list(db.session.scalars(select(AppliedValue.id).where(*conditions)
-                                  .order_by(AppliedValue.id.desc()).limit(keep)))
-    if len(ids) == keep:
-        db.session.execute(delete(AppliedValue).where(*conditions, AppliedValue.id < min(ids)))
