@@ -45,10 +45,8 @@ def test_several_values_are_kept_like_one_at_a_time_in_the_same_few_queries(app)
         finally:
             event.remove(db.engine, "before_cursor_execute", count)
         db.session.commit()
-        # One read and one delete besides the inserts (batched on PostgreSQL, a statement a row on SQLite,
-        # which costs no round trip): the number of names adds no reads of their own.
-        reads = [text for text in statements if not text.startswith("INSERT")]
-        assert len(reads) <= 3 and first > 0 and second > 0
+        # One read, one insert of every row and one delete: the number of names adds no statements.
+        assert first <= 3 and second <= 3
         history = {}
         for row in db.session.query(AppliedValue).order_by(AppliedValue.id):
             history.setdefault(row.name, []).append(row.value)

@@ -1,7 +1,7 @@
 """Keeping the values a server was seen to hold, so a failed change can be discarded and a change reverted."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from intercity import crypto
 from intercity.extensions import db
@@ -38,8 +38,8 @@ def remember(kind: str, *, server_id: int, app_id: int | None, name: str, value:
 
 def remember_many(kind: str, *, server_id: int, app_id: int | None, values: dict[str, tuple[str, str]],
                   operation_id: int | None = None, keep: int | None = None) -> None:
-    """remember() for several names at once, {name: (value, fingerprint)}, in three queries whatever their number:
-    a read-back of a whole app's env records every variable."""
+    """remember() for several names at once, {name: (value, fingerprint)}, in three statements whatever their
+    number: a read-back of a whole app's env records every variable."""
     if not values:
         return
     if keep is None:
@@ -50,15 +50,16 @@ def remember_many(kind: str, *, server_id: int, app_id: int | None, values: dict
             .where(*_owner(kind, server_id, app_id), AppliedValue.name.in_(list(values)))
             .order_by(AppliedValue.id.desc())):
         kept.setdefault(name, []).append((row_id, fingerprint))
-    new = [AppliedValue(kind=kind, server_id=server_id, app_id=app_id, name=name, value_encrypted=crypto.encrypt(value),
-                        fingerprint=fingerprint, operation_id=operation_id)
+    new = [{"kind": kind, "server_id": server_id, "app_id": app_id, "name": name, "fingerprint": fingerprint,
+            "value_encrypted": crypto.encrypt(value), "operation_id": operation_id}
            for name, (value, fingerprint) in values.items()
            if not kept.get(name) or kept[name][0][1] != fingerprint]
     if not new:
         return
-    db.session.add_all(new)
-    db.session.flush()
-    beyond = [row_id for row in new for row_id in [row.id, *(i for i, _ in kept.get(row.name, []))][keep:]]
+    # One statement for all rows (no ORM objects, nothing to read back), and the older values each new one
+    # pushes past the retention go in one more.
+    db.session.execute(insert(AppliedValue), new)
+    beyond = [row_id for row in new for row_id, _ in kept.get(row["name"], [])[keep - 1:]]
     if beyond:
         db.session.execute(delete(AppliedValue).where(AppliedValue.id.in_(beyond)))
 
