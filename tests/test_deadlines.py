@@ -43,7 +43,8 @@ def test_a_kind_deadline_comes_from_its_declaration_and_stays_below_the_panel_wa
 
 def double_processes(sshd, subcommand: str) -> list[int]:
     """Processes of this run's Dokku double running `subcommand` on the server."""
-    script = str(sshd.public_dir / "lib" / "dokku_double.py")
+    # The launcher names the double's directory in its `-c` line.
+    lib = str(sshd.public_dir / "lib").encode()
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -52,7 +53,7 @@ def double_processes(sshd, subcommand: str) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if script.encode() in argv and subcommand.encode() in argv:
+        if any(lib in arg for arg in argv) and subcommand.encode() in argv:
             found.append(int(proc.name))
     return found
 
