@@ -14,7 +14,8 @@
 
 Needs root (it starts sshd) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0).
 BENCH_DOKKU_REPEAT sets the number of rounds (default 3); medians are printed.
-BENCH_DOKKU_EXECUTOR_ONLY=1 runs parts 3 and 4 only.
+BENCH_DOKKU_EXECUTOR_ONLY=1 runs parts 3 and 4 only. BENCH_DOKKU_DATABASE=postgresql runs the worker on a fresh
+PostgreSQL database (a team's set-up: README, "Running it for a team") instead of SQLite.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ REPEAT = int(os.environ.get("BENCH_DOKKU_REPEAT", "3"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Only parts 3 and 4 (the worker): BENCH_DOKKU_EXECUTOR_ONLY=1.
 EXECUTOR_ONLY = os.environ.get("BENCH_DOKKU_EXECUTOR_ONLY") == "1"
+DATABASE = os.environ.get("BENCH_DOKKU_DATABASE", "sqlite")
 VARIABLES = 20
 TARGET_RATIO = 10.0
 EXECUTOR_TARGET = 20.0
@@ -110,7 +112,12 @@ def enqueue_latency(sshd, workdir: Path, target_for=None) -> tuple[list[float], 
     from intercity.models.base import utcnow
     from intercity.services.operations import request_operation
 
-    database = f"sqlite:///{workdir / 'bench.sqlite'}"
+    if DATABASE == "postgresql":
+        from bench._databases import fresh_postgres
+
+        database, drop = fresh_postgres(f"intercity_bench_dokku_{os.getpid()}")
+    else:
+        database, drop = f"sqlite:///{workdir / 'bench.sqlite'}", lambda: None
     queue = f"bench-dokku-{os.getpid()}"
     app = create_app({"SQLALCHEMY_DATABASE_URI": database, **KEYS, "REDIS_URL": REDIS_URL,
                       "JOBS_IN_PROCESS": False, "JOBS_QUEUE": queue})
@@ -175,6 +182,7 @@ def enqueue_latency(sshd, workdir: Path, target_for=None) -> tuple[list[float], 
             Queue(queue, connection=Redis.from_url(REDIS_URL)).empty()
             db.session.remove()
             db.engine.dispose()
+            drop()
 
 
 def _wait_final(op_id: int):
@@ -268,7 +276,7 @@ def main() -> None:
     from intercity.dokku.ssh import HostKey, Target
     from tests.support.sshd import SshServer
 
-    print(f"Dokku layer benchmark: loopback OpenSSH + Dokku double, median of {REPEAT}; "
+    print(f"Dokku layer benchmark: loopback OpenSSH + Dokku double, {DATABASE}, median of {REPEAT}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{_ssh_version()}")
     with tempfile.TemporaryDirectory(prefix="intercity-bench-dokku-") as tmp:
