@@ -163,6 +163,15 @@ def version() -> Command:
     return _command("version", "version")
 
 
+# --- plugins -------------------------------------------------------------------------
+
+
+def plugin_install(url: str, name: str) -> Command:
+    """`plugin:install <url> --name <name>`: root only (Dokku refuses under another user). Only --name is
+    parsed; a positional name after the URL is ignored by Dokku."""
+    return _command("plugin:install", "plugin:install", url, "--name", name)
+
+
 # --- apps ----------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from intercity.audit.rules import REDACTED
+from intercity.dokku import commands
 from intercity.dokku.commands import Command, Deadline
 from intercity.dokku.service_plugins import PLUGINS, plugin, service_name
 from intercity.validation import ValidationError
@@ -158,10 +159,9 @@ def counted_export(kind_plugin: str, service: str) -> CountedExport:
 
 
 def plugin_install(kind_plugin: str) -> Command:
-    """`plugin:install <official url> --name <plugin>`: root only (Dokku refuses under another user)."""
+    """The official plugin of a service kind (postgres, redis, mysql)."""
     plugin(kind_plugin)
-    argv = ("dokku", "plugin:install", PLUGINS[kind_plugin]["url"], "--name", kind_plugin)
-    return Command(argv=argv, display=argv, kind="plugin:install")
+    return commands.plugin_install(PLUGINS[kind_plugin]["url"], kind_plugin)
 
 
 # --- reading output --------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from intercity import validation
+from intercity.dokku import commands
 from intercity.dokku.commands import Command, _command, _existing_app
 from intercity.dokku.parsers import DokkuError, RootNeeded
 from intercity.validation import ValidationError
@@ -42,8 +43,7 @@ def plugin_list(json_format: bool) -> Command:
 
 
 def plugin_install() -> Command:
-    # Only --name is parsed; a positional name after the URL is ignored by Dokku.
-    return _command("plugin:install", "plugin:install", PLUGIN_URL, "--name", PLUGIN)
+    return commands.plugin_install(PLUGIN_URL, PLUGIN)
 
 
 def email(value: str) -> str:
