@@ -3,11 +3,13 @@
 A build from a repository streams its output to the page while it runs and ends applied, once in
 the timeline; a failing build ends failed with its reason; a URL with credentials is refused and
 stored nowhere; following the logs shows the lines the app adds, new ones only, and stops at its
-limit; log lines never reach an entry or the database.
+limit; log lines never reach an entry or the database; in the single process a log read does not wait
+behind a running operation.
 """
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -210,3 +212,29 @@ def test_viewers_do_not_read_logs(app, client, viewer, sshd, dokku):
     page = client.get(f"/servers/{server.id}/apps/api").get_data(as_text=True)
     assert "Logs are for members and admins" in page
     assert [call for call in dokku.calls() if call["command"] == "logs"] == []
+
+
+def test_in_the_single_process_a_log_read_does_not_wait_behind_a_running_operation(app, member, sshd, dokku):
+    from intercity.models.base import utcnow
+    from intercity.services import apps as app_service
+    from intercity.services import logs
+    from tests.support.ssh_fixtures import make_dokku_server
+
+    server = make_dokku_server(sshd)
+    target = make_app(server, name="api")
+    dokku.create_app("api")
+    dokku.mark_deployed("api")
+    dokku.add_log_lines("api", "GET / 200")
+    db.session.commit()
+    dokku.hang("ps:restart", 5)
+    restart = app_service.restart_app(target, member)
+    db.session.commit()  # the restart goes to the runner's one thread first
+    token = logs.start(target, member, lines=10)
+    deadline = time.monotonic() + 30
+    while (record := logs.find(target, member, token))["state"] == "pending" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    read_at = utcnow()
+    assert record["state"] == "done" and record["new"][-1].endswith("GET / 200"), record["error"]
+    # The read ended while the restart was still on the server: it did not queue behind it.
+    op = finished(app, restart.id)
+    assert op.status == "succeeded" and op.finished_at > read_at

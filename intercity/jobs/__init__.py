@@ -1,9 +1,11 @@
-"""Background work: operations committed by a request are handed to RQ, or to one in-process thread."""
+"""Background work: operations committed by a request are handed to RQ, or to one in-process thread (and short
+reads to a second lane beside it)."""
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from flask import current_app
 from sqlalchemy import event, inspect
@@ -107,8 +109,12 @@ def waiting_scopes() -> set[str]:
     return scopes
 
 
+# Threads for short reads beside the operations (log reads): enough for two people reading at once.
+SIDE_THREADS = 2
+
+
 class InProcessRunner:
-    """The single supervised thread that runs jobs when no Redis is configured."""
+    """The single supervised thread that runs jobs when no Redis is configured, and a lane of short reads beside it."""
 
     def __init__(self, app):
         self.app = app
@@ -117,6 +123,8 @@ class InProcessRunner:
         self.lock = threading.Lock()
         self.started = False
         self.closed = False
+        self.side: ThreadPoolExecutor | None = None
+        self.side_pending: set = set()
 
     def submit(self, scope) -> None:
         self.scopes.put(scope)
@@ -130,6 +138,34 @@ class InProcessRunner:
             self.started = True
             self.thread = threading.Thread(target=self._loop, args=(first,), name="intercity-jobs", daemon=True)
             self.thread.start()
+
+    def beside(self, path: str, args: tuple) -> None:
+        """Run a short read now, in the side lane: never behind a long operation (a build) of the main thread.
+
+        Only for tasks that write nothing to the database (a log read): operations keep their one thread
+        and their order.
+        """
+        with self.lock:
+            if self.closed:
+                return
+            if self.side is None:
+                self.side = ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="intercity-reads")
+            future = self.side.submit(self._run_beside, path, args)
+            self.side_pending.add(future)
+        future.add_done_callback(self.side_pending.discard)
+
+    def _run_beside(self, path: str, args: tuple) -> None:
+        from intercity.extensions import db
+        from intercity.jobs.schedule import run_task
+
+        try:
+            with self.app.app_context():
+                try:
+                    run_task(path, args)
+                finally:
+                    db.session.remove()
+        except Exception:  # supervised, like the main thread
+            log.exception("read %s failed", path)
 
     def waiting(self) -> set[str]:
         with self.scopes.mutex:
@@ -170,6 +206,7 @@ class InProcessRunner:
     def wait_idle(self) -> None:
         """Block until every submitted job ran (tests and the CLI use this)."""
         self.scopes.join()
+        wait(list(self.side_pending))
 
     def close(self) -> None:
         """Finish the submitted jobs, then stop the thread (tests; the process is ending)."""
@@ -179,6 +216,8 @@ class InProcessRunner:
         if thread is not None and thread.is_alive():
             self.scopes.put(None)
             thread.join(60)
+        if self.side is not None:
+            self.side.shutdown(wait=True)
 
 
 def worker_stalled() -> bool:

@@ -4,7 +4,7 @@ With Redis, RQ's own scheduler runs them: the worker starts with its scheduler, 
 `enqueue_in`, and the tick is one job `enqueue_at` the next 5-minute boundary, scheduled again by
 each run (and by every worker's sweeper should it go missing) under a job id made from that
 boundary, so several workers schedule it once. Without Redis, the in-process runner keeps the same
-schedule in a small timer of its own and runs due tasks on its one thread.
+schedule in a small timer of its own and runs due tasks on its one thread (short reads beside it).
 """
 from __future__ import annotations
 
@@ -54,9 +54,16 @@ def run_task(path: str, args: tuple = ()) -> None:
     getattr(importlib.import_module(module), name)(*args)
 
 
-def submit(path: str, *args, delay: float = 0) -> None:
-    """Run `path(*args)` as a job, now or after `delay` seconds; a lost submission is caught by the next tick."""
+def submit(path: str, *args, delay: float = 0, beside: bool = False) -> None:
+    """Run `path(*args)` as a job, now or after `delay` seconds; a lost submission is caught by the next tick.
+
+    `beside`: a short read that writes nothing to the database (a log read), which the single process
+    runs beside its operations instead of after them; RQ's workers run every job side by side anyway.
+    """
     runner = current_app.extensions.get("intercity_jobs")
+    if runner is not None and beside and delay <= 0:
+        runner.beside(path, tuple(args))
+        return
     if runner is not None:
         task = (TASK, path, tuple(args))
         if delay > 0:

@@ -64,7 +64,7 @@ def start(app: App, user, *, lines=None, process: str | None = None, follow: boo
     record = {"state": "pending", "app_id": app.id, "user_id": user.id, "lines": lines, "process": process,
               "follow": follow, "started": time.time(), "shown": [], "new": [], "error": None, "skipped": False}
     _save(token, record)
-    schedule.submit("intercity.services.logs.read", token)
+    schedule.submit("intercity.services.logs.read", token, beside=True)
     return token
 
 
@@ -94,7 +94,7 @@ def next_round(app: App, user, token: str) -> dict | None:
         return record
     record.update(state="pending", new=[], error=None)
     _save(token, record)
-    schedule.submit("intercity.services.logs.read", token)
+    schedule.submit("intercity.services.logs.read", token, beside=True)
     return record
 
 
