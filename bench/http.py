@@ -8,6 +8,10 @@ BENCH_HTTP_ROUNDS times (default 3), the same session cookie on both. Target: `/
 quarter of the static file's requests/s. wrk shares the machine's CPUs with gunicorn, as the
 Python client of the `/healthz` figures did; the ratio is the figure to read.
 
+The log's newest operations are pending (BENCH_TIMELINE_PENDING, default 50), so the first page polls and the
+timeline page cache (INTERCITY_TIMELINE_CACHE) renders it on every request; BENCH_TIMELINE_PENDING=0 ends them
+all, and then each gunicorn process renders the page once and serves it from memory.
+
 Needs wrk (Debian: `apt-get install wrk`), PostgreSQL (BENCH_DATABASE_URL) and Redis (BENCH_REDIS_URL).
 """
 from __future__ import annotations

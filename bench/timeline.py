@@ -7,8 +7,13 @@ test client: the first page of /audit, a category-filtered page, an app's page, 
 keyset; the same depth by keyset and by OFFSET at query level; and the print view of an app with
 about 5,000 entries (after one full verification stored a checkpoint, which is timed too).
 
-BENCH_TIMELINE_ENTRIES scales the log down for a quick run; BENCH_DATABASE_URL names the
-PostgreSQL server (a database `intercity_bench_timeline_<pid>` is created there and dropped after, or kept with BENCH_TIMELINE_KEEP=1).
+Every page is rendered afresh: the app runs with the timeline page cache off (INTERCITY_TIMELINE_CACHE=0),
+so repeated requests measure the queries and the rendering, never a kept page (bench/http.py measures that).
+
+BENCH_TIMELINE_ENTRIES scales the log down for a quick run; BENCH_TIMELINE_PENDING is how many of the newest
+entries' operations stay pending (default 50: the first page polls, and is never kept by the page cache);
+BENCH_DATABASE_URL names the PostgreSQL server (a database `intercity_bench_timeline_<pid>` is created there
+and dropped after, or kept with BENCH_TIMELINE_KEEP=1).
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ KEEP = os.environ.get("BENCH_TIMELINE_KEEP") == "1"
 RENDER_ONLY = os.environ.get("BENCH_TIMELINE_RENDER_ONLY") == "1"
 # A database seeded by an earlier run with BENCH_TIMELINE_KEEP=1: measure it again without loading.
 REUSE = os.environ.get("BENCH_TIMELINE_REUSE")
+# The newest entries whose operations are still running when the log ends.
+PENDING = int(os.environ.get("BENCH_TIMELINE_PENDING", "50"))
 SERVERS = 20
 APPS = 200
 PAGE = 50
@@ -126,7 +133,9 @@ def events(total: int, first_op_id: int):
         if entry["target_type"] == "operation":
             entry["target_id"] = str(op_id)
         entry["operation_id"] = op_id
-        final = made + 2 < total - 50  # the newest few stay pending
+        # The newest few stay pending. With none, an operation that is the log's last entry has ended too,
+        # its outcome shown from its row (as a read's): no entry follows it.
+        final = made + 2 < total - PENDING if PENDING else True
         # Pending work is being run by a live worker (heartbeat now): no "worker stalled" banner.
         status = ("failed" if n % 23 == 0 else "succeeded") if final else "running"
         operation = {"id": op_id, "kind": op_kind, "category": op_category, "server_id": place[0],
@@ -301,7 +310,7 @@ def measure_render(app, client) -> dict:
 
     From memory: the rows are read once (entries, operations, outcomes, command runs), the template
     context is built once (context processors included), and each round only renders
-    audit/timeline.html with it, inside a request as the logged-in viewer. The ratio is what the
+    audit/_main.html and audit/timeline.html around it, inside a request as the logged-in viewer. The ratio is what the
     database, the session, the request and the per-row work outside the template cost on top.
     """
     from flask import render_template
@@ -324,12 +333,21 @@ def measure_render(app, client) -> dict:
         rows = timeline.rows(page.entries)
         context = dict(scope=timeline.Scope(), flt=flt, chips=query.CHIPS, error=None, before=None, older=page.older,
                        items=timeline.with_days(rows), **_links(timeline.Scope(), flt))
+        # The page as the view builds it: its main region, then the session's page around it.
+        from markupsafe import Markup
+
+        from intercity.audit import page_cache
+
+        main = app.jinja_env.get_template("audit/_main.html")
         template = app.jinja_env.get_template("audit/timeline.html")
+        context["csrf_token"] = lambda: Markup(page_cache.TOKEN_SLOT)
         app.update_template_context(context)
-        memory_body = template.render(context)
 
         def from_memory():
-            return template.render(context)
+            region = Markup(page_cache.with_token(main.render(context)))
+            return template.render({**context, "main": region})
+
+        memory_body = from_memory()
 
         request_body = _get(client, "/audit")()
         timed = _interleaved_ms({"request": _get(client, "/audit"), "memory": from_memory}, repeat=REPEAT * 2)
@@ -399,7 +417,8 @@ def run_backend(url: str, total: int) -> dict:
     from intercity.services.users import create_user
     from sqlalchemy import func, select
 
-    app = create_app(_config(url))
+    # Uncached: what a page costs when it has to be rendered (a new entry, a pending row, a label that changed).
+    app = create_app({**_config(url), "TIMELINE_CACHE": 0})
     if REUSE:
         with app.app_context():
             loaded = {"load_s": 0.0, "hash_s": 0.0, "head_seq": db.session.scalar(select(func.max(AuditEntry.seq)))}

@@ -58,4 +58,8 @@ def create_app(config: dict | None = None) -> Flask:
     from intercity import web
 
     web.init_app(app)
+
+    from intercity.audit import page_cache
+
+    page_cache.init_app(app)
     return app

@@ -122,6 +122,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # A worker (worker.py, or the single process's job thread) keeps its connection to a server
         # open this many seconds after an operation, for the next one (0: a connection per drain).
         "SSH_KEEP_IDLE": _int("INTERCITY_SSH_KEEP_IDLE", 60),
+        # Rendered timeline pages each web process keeps (at most 4 MB), until an entry is appended or a
+        # relative time on them changes; 0 renders every request.
+        "TIMELINE_CACHE": _int("INTERCITY_TIMELINE_CACHE", 64),
         # Where drift checks read Dokku's event log on each server (Dokku's rsyslog rule writes it there).
         "DOKKU_EVENTS_LOG": os.environ.get("INTERCITY_DOKKU_EVENTS_LOG", "/var/log/dokku/events.log"),
         # Every dokku command runs under `timeout` on the server (its kind's deadline, kept below

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -12,7 +12,8 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from intercity import validation
+from intercity import clock, validation
+from intercity.audit import page_cache
 from intercity.audit.categories import LABELS as CATEGORY_LABELS
 from intercity.extensions import db, login_manager
 
@@ -119,17 +120,29 @@ def render_page(full: str, regions: dict[str, tuple[str, ...]], **context) -> Re
     return response
 
 
+# Units of relative times, largest first; under a minute is "just now".
+_UNITS = ((86400 * 365, "year"), (86400 * 30, "month"), (86400, "day"), (3600, "hour"), (60, "minute"))
+
+
+def relative_label(value: datetime, now: datetime) -> tuple[str, datetime]:
+    """"5 minutes ago" for `value` seen at `now`, and the moment that label next changes (a kept page's end)."""
+    seconds = int((now - value).total_seconds())
+    # The label changes when its unit's count goes up or the next larger unit starts, whichever comes first.
+    larger = [size for size, _ in _UNITS if size > seconds]
+    for size, unit in _UNITS:
+        if seconds >= size:
+            count = seconds // size
+            changes = min([(count + 1) * size, *larger])
+            return f"{count} {unit}{'s' if count != 1 else ''} ago", value + timedelta(seconds=changes)
+    return "just now", value + timedelta(seconds=min(larger))
+
+
 def _relative(value: datetime | None) -> str:
     if value is None:
         return "never"
-    seconds = int((datetime.now(timezone.utc) - value).total_seconds())
-    if seconds < 45:
-        return "just now"
-    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
+    label, changes_at = relative_label(value, clock.utcnow())
+    page_cache.note_label(changes_at)
+    return label
 
 
 def _exact(value: datetime | None) -> str:

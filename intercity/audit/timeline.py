@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 
 from sqlalchemy import and_, or_, select
 
+from intercity import clock
 from intercity.audit import drift_words, query
 from intercity.audit.rules import REDACTED
 from intercity.extensions import db
@@ -626,7 +627,7 @@ def row_for(entry: AuditEntry) -> Row:
 # -- days ----------------------------------------------------------------------------------------
 
 def day_label(day: date, today: date | None = None) -> str:
-    today = today or datetime.now(timezone.utc).date()
+    today = today or clock.utcnow().date()
     if day == today:
         return "Today"
     if day == today - timedelta(days=1):
@@ -638,7 +639,7 @@ def day_label(day: date, today: date | None = None) -> str:
 def with_days(page_rows: list[Row], previous_day: date | None = None) -> list[tuple[str | None, Row]]:
     """(day label or None, row) pairs: a label wherever a new UTC day starts."""
     out = []
-    today = datetime.now(timezone.utc).date()
+    today = clock.utcnow().date()
     for row in page_rows:
         if row.day != previous_day:
             out.append((day_label(row.day, today), row))

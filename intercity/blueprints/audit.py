@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, stream_template,
                    stream_with_context, url_for)
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from sqlalchemy import func, not_, select
 
 from intercity import input_guard
-from intercity.audit import chain, export, integrity, query, timeline
+from intercity.audit import chain, export, integrity, page_cache, query, timeline
 from intercity.audit.capture import record_event
 from intercity.audit.query import Filter, QueryError
 from intercity.extensions import db
@@ -72,9 +73,26 @@ def _scope_query(scope: timeline.Scope, text: str) -> str:
     return " ".join([*terms, text]).strip()
 
 
+# The regions a timeline request can ask for: the full page's main, the htmx list, an older page appended.
+REGIONS = {"main": "audit/_main.html", "timeline": "audit/_timeline.html", "page": "audit/_page.html"}
+
+
 def _timeline(scope: timeline.Scope):
     flt = Filter.from_args(request.args, scope.conditions)
     before = input_guard.id_arg(request.args.get("before"))
+    part = ("page" if htmx.target == "load-older" else "timeline") if htmx.request else "main"
+    shown = page_cache.region(part, flt.query, before, lambda: _region(part, scope, flt, before))
+    if part == "main":
+        # The session's header, flashes and token around the region, which may have been rendered for someone else.
+        response = render("audit/timeline.html", scope=scope, main=Markup(page_cache.with_token(shown.html)))
+    else:
+        response = Response(shown.html)
+        response.vary.add("HX-Request")
+    response.status_code = shown.status
+    return response
+
+
+def _region(part: str, scope: timeline.Scope, flt: Filter, before: int | None) -> page_cache.Rendered:
     error, page_rows, older = None, [], None
     try:
         page = query.page(db.session, flt.conditions(), before=before)
@@ -82,22 +100,19 @@ def _timeline(scope: timeline.Scope):
         error = problem.message
     else:
         page_rows, older = timeline.rows(page.entries), page.older
-    appending = htmx.request and htmx.target == "load-older"
     previous_day = None
-    if appending and before is not None:
+    if part == "page" and before is not None:
         # The page continues a list already on screen: repeat no day header.
         shown = db.session.scalar(select(AuditEntry.created_at).where(AuditEntry.seq == before))
         previous_day = shown.date() if shown else None
+    # The token is the session's: a kept region has a slot for it instead (page_cache.with_token).
     context = dict(scope=scope, flt=flt, chips=query.CHIPS, error=error, before=before, older=older,
-                   items=timeline.with_days(page_rows, previous_day), **_links(scope, flt))
-    if appending:
-        response = Response(render_template("audit/_page.html", **context))
-        response.vary.add("HX-Request")
-        return response
-    response = render("audit/timeline.html", "audit/_timeline.html", **context)
-    if error:
-        response.status_code = 422
-    return response
+                   items=timeline.with_days(page_rows, previous_day), **_links(scope, flt),
+                   csrf_token=lambda: Markup(page_cache.TOKEN_SLOT))
+    html = render_template(REGIONS[part], **context)
+    # A pending row polls and changes without a new entry; an unreadable filter is answered afresh.
+    keep = error is None and not any(row.pending for row in page_rows)
+    return page_cache.Rendered(html, 422 if error and part != "page" else 200, keep)
 
 
 @bp.get("/audit", endpoint="timeline")
