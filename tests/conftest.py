@@ -6,8 +6,10 @@ import threading
 
 import pytest
 
-from tests.support import databases
+from tests.support import databases, url_builders
 from tests.support.builders import PASSWORD, make_user
+
+url_builders.install()
 
 pytest_plugins = ["tests.support.services", "tests.support.ssh_fixtures", "tests.support.notify", "tests.support.clock"]
 

@@ -276,6 +276,8 @@ def test_the_lock_outlives_a_run_of_short_operations(jobs_on_redis, app, admin, 
 
     app.config["JOBS_LOCK_TTL"] = 1
     dokku.create_app("web")
+    # Each read takes a fifth of a second at least, so ten of them outlast the TTL however fast the server is.
+    dokku.hang("ps:report", 0.2)
     web = make_app(dokku_server, name="web")
     ids = []
     for n in range(10):
