@@ -77,13 +77,13 @@ def init_app(app) -> None:
     app.extensions[EXTENSION] = PageCache(entries) if entries > 0 else None
 
 
-def version(session=None) -> int:
+def version() -> int:
     """The newest seq of the chain: every change, outcome, revert and removal of a server appends an entry.
 
     What a page shows without an entry of its own (a pending operation's status, its command runs) is
     never kept: see `region`. One lookup of the end of the seq index.
     """
-    return (session or db.session).scalar(select(func.max(AuditEntry.seq))) or 0
+    return db.session.scalar(select(func.max(AuditEntry.seq))) or 0
 
 
 def next_midnight(now: datetime) -> datetime:
@@ -114,7 +114,7 @@ def region(part: str, query: str, before: int | None, render: Callable[[], Rende
         until = g.labels_change_at
     finally:
         g.pop("labels_change_at", None)
-    if rendered.keep and rendered.status == 200 and until > clock.utcnow():
+    if rendered.keep and until > clock.utcnow():
         cache.put(key, rendered.html, until)
     return rendered
 
